@@ -1,0 +1,63 @@
+"""`python -m app [--model SRC] [--host H] [--port P]`: serve the demo.
+
+With no model (no --model and no EMOTION_MODEL), the synthetic demo model is built on first run
+(about 3 minutes on 2 CPU cores) and reused after; the page says plainly that it is one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+log = logging.getLogger("app")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m app", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--model",
+        default=os.environ.get("EMOTION_MODEL") or None,
+        help="model folder or Hub id (user/name[@rev]); default: $EMOTION_MODEL, else the demo model",
+    )
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    parser.add_argument("--lime-samples", type=int, default=None, help="LIME perturbations per face")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = parse_args(argv)
+    from app.ui import build_demo
+    from emotion import EmotionLensError, load_model
+    from emotion.explain.lime import LimeConfig
+
+    try:
+        if args.model is None:
+            from training.demo import ensure_demo_model
+
+            folder = ensure_demo_model()
+            log.warning(
+                "No model configured: serving the DEMO model trained on synthetic faces (%s). "
+                "It will not read real photos well; pass --model or set EMOTION_MODEL.",
+                folder,
+            )
+            model = load_model(folder)
+        else:
+            model = load_model(args.model)
+    except EmotionLensError as err:
+        log.error("%s", err)
+        return 2
+    model.warm_up()
+    lime = LimeConfig() if args.lime_samples is None else LimeConfig(num_samples=args.lime_samples)
+    demo = build_demo(model, lime=lime)
+    demo.queue().launch(server_name=args.host, server_port=args.port, show_error=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

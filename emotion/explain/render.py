@@ -1,0 +1,68 @@
+"""Maps → pictures: heat-map overlays on the face and a one-glance summary figure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from emotion.report import FaceResult
+
+METHOD_TITLES = {"gradcam": "Grad-CAM", "lime": "LIME"}
+
+
+def overlay(face: np.ndarray, heat: np.ndarray, *, alpha: float = 0.45, size: int = 200) -> np.ndarray:
+    """The face with `heat` (H×W in [0, 1]) blended on top as a jet colour map, size×size RGB."""
+    big_face = cv2.resize(face, (size, size), interpolation=cv2.INTER_CUBIC)
+    big_heat = cv2.resize(heat.astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
+    colored = cv2.applyColorMap(np.uint8(255 * np.clip(big_heat, 0, 1)), cv2.COLORMAP_JET)
+    colored = cv2.cvtColor(colored, cv2.COLOR_BGR2RGB)
+    return cv2.addWeighted(big_face, 1 - alpha, colored, alpha, 0)
+
+
+def caption(label: str, prob: float) -> str:
+    return f"{label} {prob:.0%}"
+
+
+def overlays(result: FaceResult, method: str, *, size: int = 200) -> list[tuple[np.ndarray, str]]:
+    """(overlay, caption) for every label of one method, in the model's label order."""
+    return [
+        (overlay(result.face, heat, size=size), caption(label, result.probs[label]))
+        for label, heat in result.maps[method].items()
+    ]
+
+
+def save_summary(result: FaceResult, path: str | Path) -> Path:
+    """One PNG: the face, then one row per method with a titled overlay per emotion."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = list(result.maps)
+    labels = list(result.probs)
+    rows = max(1, len(methods))
+    fig, axes = plt.subplots(
+        rows, len(labels) + 1, figsize=(2.1 * (len(labels) + 1), 2.3 * rows), squeeze=False
+    )
+    for r in range(rows):
+        ax = axes[r][0]
+        ax.imshow(result.face)
+        ax.set_title(f"face: {result.top}" if r == 0 else "")
+        ax.set_ylabel(METHOD_TITLES.get(methods[r], methods[r]) if methods else "")
+        ax.set_xticks([]), ax.set_yticks([])
+        for c, label in enumerate(labels, start=1):
+            ax = axes[r][c]
+            ax.axis("off")
+            if methods:
+                ax.imshow(overlay(result.face, result.maps[methods[r]][label]))
+                ax.set_title(
+                    f"{METHOD_TITLES.get(methods[r], methods[r])}: {caption(label, result.probs[label])}",
+                    fontsize=8,
+                )
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,90 @@
+"""The `explain` contract: shapes, ranges, probabilities, errors, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from emotion import EMOTIONS, NoFaceError, explain
+from emotion.explain.lime import LimeConfig, lime_maps, segment_face
+
+FAST_LIME = LimeConfig(num_samples=120, batch_size=120)
+
+
+def test_report_follows_the_contract_on_the_astronaut(untrained_model, astronaut):
+    report = explain(untrained_model, astronaut, lime=FAST_LIME)
+    assert report.image_size == (512, 512) and len(report.boxes) == 1
+    (face,) = report.faces
+    assert face.source == "detected" and face.face.shape == (100, 100, 3)
+    assert list(face.probs) == list(EMOTIONS)
+    assert abs(sum(face.probs.values()) - 1) < 1e-5
+    for method in ("gradcam", "lime"):
+        assert list(face.maps[method]) == list(EMOTIONS)
+        for heat in face.maps[method].values():
+            assert heat.shape == (100, 100) and heat.dtype == np.float32
+            assert heat.min() >= 0.0 and heat.max() <= 1.0
+    for step in ("detect", "classify", "gradcam", "lime", "total"):
+        assert report.timings_ms[step] >= 0
+    assert report.timings_ms["total"] >= report.timings_ms["lime"]
+    assert report.to_dict()["faces"][0]["top"] == face.top
+
+
+def test_image_can_be_a_path_a_pil_image_or_an_array(untrained_model, astronaut, tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "a.png"
+    Image.fromarray(astronaut).save(path)
+    probs = [
+        explain(untrained_model, src, methods=()).faces[0].probs
+        for src in (path, Image.fromarray(astronaut), astronaut)
+    ]
+    assert probs[0] == probs[1] == probs[2]
+
+
+def test_no_face_is_an_error_unless_the_whole_image_is_allowed(untrained_model):
+    blank = np.full((240, 320, 3), 128, np.uint8)
+    with pytest.raises(NoFaceError, match="whole_image='if_no_face'"):
+        explain(untrained_model, blank, methods=())
+    report = explain(untrained_model, blank, methods=("gradcam",), whole_image="if_no_face")
+    assert report.faces[0].source == "whole image" and report.boxes == []
+    assert report.faces[0].box.as_list() == [40, 0, 240, 240]
+
+
+def test_unknown_method_and_face_number_are_clear_errors(untrained_model, astronaut):
+    with pytest.raises(ValueError, match="Unknown explanation method"):
+        explain(untrained_model, astronaut, methods=("shap",))
+    with pytest.raises(ValueError, match="1 face"):
+        explain(untrained_model, astronaut, methods=(), face=3)
+
+
+def test_lime_is_deterministic_for_the_same_face(untrained_model, astronaut):
+    face = explain(untrained_model, astronaut, methods=()).faces[0].face
+    a, seg_a = lime_maps(untrained_model, face, FAST_LIME)
+    b, seg_b = lime_maps(untrained_model, face, FAST_LIME)
+    assert np.array_equal(seg_a, seg_b)
+    for label in EMOTIONS:
+        np.testing.assert_array_equal(a[label], b[label])
+
+
+def test_segmentation_cuts_a_face_into_feature_sized_pieces(astronaut):
+    from emotion.faces import crop_face, detect_faces
+
+    face = crop_face(astronaut, detect_faces(astronaut)[0])
+    segments = segment_face(face)
+    n = len(np.unique(segments))
+    assert 30 <= n <= 70, n
+    # No segment is larger than a sixth of the face, so a mouth cannot share one with the chin.
+    assert np.bincount(segments.ravel()).max() < 100 * 100 / 6
+
+
+def test_gradcam_runs_the_whole_batch_and_releases_its_hooks(untrained_model, astronaut):
+    face = explain(untrained_model, astronaut, methods=()).faces[0].face
+    layer = untrained_model.cam_layer
+    before = (len(layer._forward_hooks), len(layer._backward_hooks))
+    from emotion.explain.gradcam import gradcam_maps
+
+    maps = gradcam_maps(untrained_model, face)
+    assert (len(layer._forward_hooks), len(layer._backward_hooks)) == before
+    assert set(maps) == set(EMOTIONS)
+    # Each emotion has its own map: five identical maps would mean the targets were ignored.
+    assert len({m.tobytes() for m in maps.values()}) == 5
