@@ -42,7 +42,10 @@ class DemoConfig:
             epochs=4,
             batch_size=32,
             lr=2e-3,
-            time_budget_s=165.0,
+            time_budget_s=160.0,
+            small_until=0.5,
+            small_size=64,
+            validate_every_epoch=False,
             augment=AugmentConfig(
                 rotate_deg=5, scale=0.05, shift=0.04, brightness=0.1, contrast=0.1, erase=0.0
             ),

@@ -34,6 +34,12 @@ class FitConfig:
     label_smoothing: float = 0.1  # softens one-hot targets: calmer, better-calibrated probabilities
     seed: int = 0  # shuffling and augmentation
     time_budget_s: float | None = None  # stop after this many seconds (the demo's 3-minute promise)
+    # Progressive resizing: train on smaller faces for the first share of training. The network
+    # is fully convolutional with a pooled head, so it carries over, and early steps, which only
+    # learn coarse shapes, cost a fraction of a full-size step.
+    small_size: int = 64  # face side used while progress < small_until
+    small_until: float = 0.0  # share of training at small_size (0 = off)
+    validate_every_epoch: bool = True  # off saves a validation pass per epoch under a tight budget
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
@@ -71,7 +77,8 @@ def fit(
     y_all = torch.as_tensor(train[1], dtype=torch.long, device=device)
     steps_per_epoch = math.ceil(len(x_all) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
-    opt = torch.optim.AdamW(model.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # fused: one kernel for all parameters instead of a dozen ops per tensor (~10 % of a CPU step).
+    opt = torch.optim.AdamW(model.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     lr_factor = _warmup_cosine(cfg.warmup_frac)
     history, start, done_steps = History(), time.perf_counter(), 0
     bar = tqdm(total=total_steps, desc="training", unit="step", disable=not show_progress)
@@ -86,14 +93,16 @@ def fit(
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * lr_factor(progress)
             idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-            loss = _train_step(model, opt, x_all[idx], y_all[idx], cfg, gen)
+            size = cfg.small_size if progress < cfg.small_until else None
+            loss = _train_step(model, opt, x_all[idx], y_all[idx], cfg, gen, size)
             done_steps += 1
             losses.append(loss)
             history.images_seen += len(idx)
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.3f}", epoch=epoch + 1)
         history.train_loss.append(float(np.mean(losses)))
-        if val is not None:
+        last = epoch == cfg.epochs - 1 or _progress(done_steps, total_steps, cfg, start) >= 1.0
+        if val is not None and (cfg.validate_every_epoch or last):
             history.val_accuracy.append(accuracy(model, *val))
             bar.set_postfix(loss=f"{history.train_loss[-1]:.3f}", val_acc=f"{history.val_accuracy[-1]:.3f}")
         history.seconds = time.perf_counter() - start
@@ -115,9 +124,17 @@ def fit(
 
 
 def _train_step(
-    model: EmotionModel, opt: torch.optim.Optimizer, xb: torch.Tensor, yb: torch.Tensor, cfg: FitConfig, gen
+    model: EmotionModel,
+    opt: torch.optim.Optimizer,
+    xb: torch.Tensor,
+    yb: torch.Tensor,
+    cfg: FitConfig,
+    gen: torch.Generator,
+    size: int | None = None,
 ) -> float:
     x = model.to_tensor_from_uint8(xb)
+    if size is not None:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
     x = augment(x, cfg.augment, gen).contiguous(memory_format=torch.channels_last)
     with model.autocast():
         logits = model.net(x)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from lime import lime_image
@@ -16,6 +17,10 @@ from skimage.segmentation import slic
 from emotion.model import EmotionModel
 
 ProgressFn = Callable[[float, str], None]
+
+# lime 0.2.0.1 wraps its sampling loop in a tqdm bar it offers no switch for; a server would
+# print one per request. Progress is reported through `progress` instead.
+lime_image.tqdm = partial(lime_image.tqdm, disable=True)
 
 
 @dataclass(frozen=True)
