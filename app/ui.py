@@ -11,7 +11,7 @@ from emotion import EmotionLensError, EmotionModel, explain
 from emotion.explain.gradcam import cam_grid_size
 from emotion.explain.lime import LimeConfig
 from emotion.explain.render import overlays
-from emotion.faces import DetectConfig, detect_faces, draw_boxes, load_image
+from emotion.faces import detect_faces, draw_boxes, load_image
 
 EXAMPLES_DIR = Path(__file__).parent / "examples"
 TITLE = "Emotion Lens"
@@ -53,13 +53,15 @@ def _photo_or_error(path: str | None) -> np.ndarray:
 def preview_faces(path: str | None):
     """On upload: box and number every face, so the user can choose one."""
     if not path:
-        return None, gr.update(maximum=1, value=1)
+        return None, 1
     photo = _photo_or_error(path)
     boxes = detect_faces(photo)
     if not boxes:
         gr.Warning("No face found. Tick 'Use the whole image' to treat the centred square as the face.")
-        return photo, gr.update(value=1)
-    return draw_boxes(photo, boxes, 0), gr.update(value=1)
+        return photo, 1
+    if len(boxes) > 1:
+        gr.Info(f"{len(boxes)} faces found, numbered by size. Pick one in 'Face to explain'.")
+    return draw_boxes(photo, boxes, 0), 1
 
 
 def make_explain_fn(model: EmotionModel, lime: LimeConfig):
@@ -73,7 +75,6 @@ def make_explain_fn(model: EmotionModel, lime: LimeConfig):
                 photo,
                 face=index,
                 whole_image="if_no_face" if whole_image else "never",
-                detect=DetectConfig(),
                 lime=lime,
                 progress=lambda frac, desc: progress(frac, desc=desc),
             )

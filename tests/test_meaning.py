@@ -8,6 +8,7 @@ so "where it looked" can be checked against ground truth.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ import pytest
 from emotion import EMOTIONS, load_model
 from emotion.explain.gradcam import gradcam_maps
 from emotion.explain.lime import LimeConfig, lime_maps
-from training.demo import ensure_demo_model
+from training.demo import DemoConfig, ensure_demo_model
 from training.synthetic import make_dataset
 
 pytestmark = pytest.mark.slow
@@ -23,7 +24,11 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="session")
 def demo_folder(tmp_path_factory):
-    return ensure_demo_model(tmp_path_factory.mktemp("cache") / "demo")
+    # The demo recipe, but bounded by steps instead of the clock: what the model learns must not
+    # depend on how busy the machine is (the 3-minute target is measured, not asserted).
+    recipe = DemoConfig()
+    steps_bound = replace(recipe, fit=replace(recipe.fit, time_budget_s=None))
+    return ensure_demo_model(tmp_path_factory.mktemp("cache") / "demo", config=steps_bound)
 
 
 @pytest.fixture(scope="session")

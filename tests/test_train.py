@@ -1,0 +1,155 @@
+"""The training recipe: run folder contents, exact resume after a kill, Accelerate, evaluation."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from emotion import EMOTIONS, load_model
+from training.train import TrainConfig, load_config
+from training.train import main as train_main
+
+from .conftest import ROOT
+
+TINY = ["--data", "synthetic:12", "--batch-size", "16", "--precision", "fp32"]
+
+
+def _run_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "training.train", *TINY, *args]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    assert train_main([*TINY, "--out", str(out), "--epochs", "2"]) == 0
+    return out
+
+
+def test_run_folder_holds_model_metrics_plots_and_config(run_dir):
+    names = {p.name for p in run_dir.iterdir()}
+    assert {
+        "config.yaml",
+        "metrics.json",
+        "confusion_matrix.png",
+        "curves.png",
+        "model",
+        "tensorboard",
+    } <= names
+    assert {p.name for p in (run_dir / "checkpoints").iterdir()} == {"best.pt", "last.pt"}
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert set(metrics["per_class"]) == set(EMOTIONS)
+    assert len(metrics["confusion_matrix"]) == 5 and all(len(r) == 5 for r in metrics["confusion_matrix"])
+    assert sum(map(sum, metrics["confusion_matrix"])) == sum(metrics["val_counts"].values())
+    assert 0 <= metrics["macro_f1"] <= 1 and [h["epoch"] for h in metrics["history"]] == [1, 2]
+    model = load_model(run_dir / "model")
+    assert model.labels == EMOTIONS
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["epochs"] == 2 and saved["data"] == "synthetic:12"
+    assert any((run_dir / "tensorboard").iterdir())
+
+
+def test_checkpoints_load_without_pickle(run_dir):
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert state["epoch"] == 1 and state["labels"] == list(EMOTIONS)
+
+
+def test_config_file_and_flags_merge_and_unknown_keys_are_refused(tmp_path):
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg_file.write_text("epochs: 7\nlr: 0.01\naugment: {flip: 0.0}\n")
+    cfg = load_config(cfg_file, {"data": "synthetic:5", "lr": 0.02})
+    assert isinstance(cfg, TrainConfig) and cfg.epochs == 7 and cfg.lr == 0.02 and cfg.augment.flip == 0.0
+    cfg_file.write_text("epoch: 7\n")
+    with pytest.raises(ValueError, match="Unknown config keys"):
+        load_config(cfg_file, {"data": "synthetic:5"})
+
+
+@pytest.mark.slow
+def test_resume_after_a_kill_continues_exactly(tmp_path):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    subprocess.run(
+        _run_cmd("--out", str(straight), "--epochs", "3"), cwd=ROOT, check=True, capture_output=True
+    )
+
+    proc = subprocess.Popen(
+        _run_cmd("--out", str(killed), "--epochs", "3"),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    last = killed / "checkpoints" / "last.pt"
+    deadline = time.time() + 180
+    while not last.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_epochs = torch.load(last, weights_only=True)["epoch"] + 1
+    assert done_epochs < 3, "the run finished before it could be killed"
+
+    resumed = subprocess.run(
+        _run_cmd("--out", str(killed), "--epochs", "3", "--resume"),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert f"after epoch {done_epochs}" in resumed.stderr + resumed.stdout
+    a = load_file(straight / "model" / "model.safetensors")
+    b = load_file(killed / "model" / "model.safetensors")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5, msg=key)
+    hist_a = json.loads((straight / "metrics.json").read_text())["history"]
+    hist_b = json.loads((killed / "metrics.json").read_text())["history"]
+    assert [h["epoch"] for h in hist_b] == [1, 2, 3]
+    assert [round(h["train_loss"], 4) for h in hist_a] == [round(h["train_loss"], 4) for h in hist_b]
+
+
+@pytest.mark.slow
+def test_two_process_accelerate_launch_on_cpu(tmp_path):
+    out = tmp_path / "ddp"
+    # torchrun-style launch (--multi_gpu); with no GPU the two processes join over gloo.
+    launch = "accelerate.commands.launch --multi_gpu --num_processes 2 --num_machines 1"
+    launch += " --mixed_precision no --dynamo_backend no"
+    cmd = [
+        sys.executable,
+        "-m",
+        *launch.split(),
+        "-m",
+        "training.train",
+        *TINY,
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["world_size"] == 2
+    assert set(metrics["per_class"]) == set(EMOTIONS) and len(metrics["confusion_matrix"]) == 5
+    assert load_model(out / "model").labels == EMOTIONS
+
+
+def test_evaluate_gives_the_same_metrics_format(run_dir, tmp_path, capsys):
+    from training.evaluate import main as evaluate_main
+
+    assert (
+        evaluate_main(["--model", str(run_dir / "model"), "--data", "synthetic:4", "--out", str(tmp_path)])
+        == 0
+    )
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    train_metrics = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("accuracy", "macro_f1", "per_class", "confusion_matrix", "label_names"):
+        assert key in metrics and type(metrics[key]) is type(train_metrics[key])
+    assert sum(map(sum, metrics["confusion_matrix"])) == 20
+    assert (tmp_path / "confusion_matrix.png").is_file()
+    assert "macro-F1" in capsys.readouterr().out
