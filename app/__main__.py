@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from app.ui import build_demo
     from emotion import EmotionLensError, load_model
-    from emotion.explain.lime import LimeConfig
+    from emotion.explainers.lime import LimeConfig
 
     try:
         if args.model is None:

@@ -8,9 +8,9 @@ import gradio as gr
 import numpy as np
 
 from emotion import EmotionLensError, EmotionModel, explain
-from emotion.explain.gradcam import cam_grid_size
-from emotion.explain.lime import LimeConfig
-from emotion.explain.render import overlays
+from emotion.explainers.gradcam import cam_grid_size
+from emotion.explainers.lime import LimeConfig
+from emotion.explainers.render import overlays
 from emotion.faces import detect_faces, draw_boxes, load_image
 
 EXAMPLES_DIR = Path(__file__).parent / "examples"

@@ -1,14 +1,39 @@
 """Emotion Lens core: faces → emotions → per-emotion explanations.
 
-from emotion import load_model, explain, EMOTIONS
-report = explain(load_model("user/name"), "photo.jpg")
+    from emotion import load_model, explain, EMOTIONS
+    report = explain(load_model("user/name"), "photo.jpg")
+
+The heavy names are imported on first use (PEP 562): tools that only need `EMOTIONS`, the
+errors or `emotion.faces` (the labelling page, the extraction workers, the synthetic generator)
+start without loading torch and timm. The explainers live in `emotion.explainers`, so no
+subpackage shadows the `explain` function.
 """
+
+from importlib import import_module
+from typing import TYPE_CHECKING
 
 from emotion.errors import EmotionLensError, ImageError, ModelLoadError, NoFaceError
 from emotion.labels import EMOTIONS
-from emotion.model import EmotionModel, load_model
-from emotion.pipeline import explain
-from emotion.report import FaceResult, Report
+
+_LAZY = {
+    "EmotionModel": "emotion.model",
+    "load_model": "emotion.model",
+    "explain": "emotion.pipeline",
+    "FaceResult": "emotion.report",
+    "Report": "emotion.report",
+}
+
+if TYPE_CHECKING:
+    from emotion.model import EmotionModel, load_model
+    from emotion.pipeline import explain
+    from emotion.report import FaceResult, Report
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'emotion' has no attribute {name!r}")
+
 
 __all__ = [
     "EMOTIONS",

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 from emotion.errors import EmotionLensError
-from emotion.explain.lime import LimeConfig
-from emotion.explain.render import overlay, save_summary
+from emotion.explainers.lime import LimeConfig
+from emotion.explainers.render import overlay, save_summary
 from emotion.faces import draw_boxes, load_image
 from emotion.model import load_model
 from emotion.pipeline import METHODS, explain

@@ -10,8 +10,8 @@ from typing import Literal
 import numpy as np
 
 from emotion.errors import NoFaceError
-from emotion.explain.gradcam import gradcam_maps
-from emotion.explain.lime import LimeConfig, lime_maps
+from emotion.explainers.gradcam import gradcam_maps
+from emotion.explainers.lime import LimeConfig, lime_maps
 from emotion.faces import Box, DetectConfig, ImageInput, center_box, crop_face, detect_faces, load_image
 from emotion.model import EmotionModel
 from emotion.report import FaceResult, Report

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -31,3 +36,34 @@ def untrained_folder(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def untrained_model(untrained_folder) -> EmotionModel:
     return load_model(untrained_folder, precision="fp32")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(args: list[str], log: Path, *, env: dict[str, str] | None = None, timeout: float = 120):
+    """Start `python ARGS --port P` from the repo root; return (process, url) once it listens."""
+    port = free_port()
+    full_env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})}
+    with open(log, "a") as stream:
+        proc = subprocess.Popen(
+            [sys.executable, *args, "--port", str(port)],
+            cwd=ROOT,
+            env=full_env,
+            stdout=stream,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"{' '.join(args)} exited early:\n{log.read_text()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return proc, f"http://127.0.0.1:{port}/"
+        except OSError:
+            time.sleep(0.3)
+    proc.kill()
+    pytest.fail(f"{' '.join(args)} did not start within {timeout:.0f} s:\n{log.read_text()}")

@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-
 import numpy as np
 import pytest
 from gradio_client import Client, handle_file
@@ -15,43 +9,17 @@ from PIL import Image
 
 from emotion import EMOTIONS
 
-from .conftest import ROOT
+from .conftest import ROOT, serve
 
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app_url(untrained_folder, tmp_path_factory):
-    port = _free_port()
     log = tmp_path_factory.mktemp("app") / "app.log"
-    env = {**os.environ, "EMOTION_MODEL": str(untrained_folder), "GRADIO_ANALYTICS_ENABLED": "False"}
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "app", "--port", str(port), "--lime-samples", "200"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"the app exited early:\n{log.read_text()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail(f"the app did not start within 120 s:\n{log.read_text()}")
+    proc, url = serve(
+        ["-m", "app", "--lime-samples", "200"], log, env={"EMOTION_MODEL": str(untrained_folder)}
+    )
     yield url
     proc.terminate()
     proc.wait(timeout=30)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from emotion import EMOTIONS, NoFaceError, explain
-from emotion.explain.lime import LimeConfig, lime_maps, segment_face
+from emotion.explainers.lime import LimeConfig, lime_maps, segment_face
 
 FAST_LIME = LimeConfig(num_samples=120, batch_size=120)
 
@@ -81,7 +81,7 @@ def test_gradcam_runs_the_whole_batch_and_releases_its_hooks(untrained_model, as
     face = explain(untrained_model, astronaut, methods=()).faces[0].face
     layer = untrained_model.cam_layer
     before = (len(layer._forward_hooks), len(layer._backward_hooks))
-    from emotion.explain.gradcam import gradcam_maps
+    from emotion.explainers.gradcam import gradcam_maps
 
     maps = gradcam_maps(untrained_model, face)
     assert (len(layer._forward_hooks), len(layer._backward_hooks)) == before

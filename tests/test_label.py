@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +17,7 @@ from emotion import EMOTIONS
 from training.label import LOG_NAME, LabelError, LabelSession, PageConfig, page_values, tree_name
 from training.synthetic import make_face
 
-from .conftest import ROOT
+from .conftest import serve
 
 # Two folders with the same file names: the tree must still get one file per face.
 POOL_FILES = [f"clip_{c}/face_{i}.png" for c in "ab" for i in range(4)]
@@ -201,34 +198,8 @@ def test_page_shows_the_face_large_and_an_all_done_state(pool, out):
 # -- end to end: the page's named endpoints through gradio_client, across a killed server ------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _serve(pool: Path, out: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
-    with open(log, "a") as stream:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "training.label", str(pool), "--out", str(out), "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=stream,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"the labelling page exited early:\n{log.read_text()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return proc, f"http://127.0.0.1:{port}/"
-        except OSError:
-            time.sleep(0.3)
-    proc.kill()
-    pytest.fail(f"the labelling page did not start within 90 s:\n{log.read_text()}")
+    return serve(["-m", "training.label", str(pool), "--out", str(out)], log, timeout=90)
 
 
 @pytest.mark.slow

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from emotion import EMOTIONS, load_model
-from emotion.explain.gradcam import gradcam_maps
-from emotion.explain.lime import LimeConfig, lime_maps
+from emotion.explainers.gradcam import gradcam_maps
+from emotion.explainers.lime import LimeConfig, lime_maps
 from training.demo import DemoConfig, ensure_demo_model
 from training.synthetic import make_dataset
 

@@ -79,7 +79,7 @@ def fit(
     total_steps = steps_per_epoch * cfg.epochs
     # fused: one kernel for all parameters instead of a dozen ops per tensor (~10 % of a CPU step).
     opt = torch.optim.AdamW(model.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
-    lr_factor = _warmup_cosine(cfg.warmup_frac)
+    lr_factor = warmup_cosine(cfg.warmup_frac)
     history, start, done_steps = History(), time.perf_counter(), 0
     bar = tqdm(total=total_steps, desc="training", unit="step", disable=not show_progress)
     for epoch in range(cfg.epochs):
@@ -145,7 +145,7 @@ def _train_step(
     return float(loss.detach())
 
 
-def _warmup_cosine(warmup_frac: float) -> Callable[[float], float]:
+def warmup_cosine(warmup_frac: float) -> Callable[[float], float]:
     """Learning-rate factor for training progress in [0, 1]: linear warm-up, then cosine to 0."""
 
     def factor(progress: float) -> float:

@@ -14,7 +14,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,6 +28,7 @@ from tqdm.auto import tqdm
 
 from emotion.model import EmotionModel, build_model, resolve_precision
 from training.augment import AugmentConfig, augment
+from training.loop import warmup_cosine
 from training.metrics import compute_metrics, format_metrics, save_confusion_matrix, save_curves
 
 log = logging.getLogger(__name__)
@@ -140,7 +140,8 @@ class Trainer:
             self.loader
         )  # per-process batches × processes: how Accelerate steps schedulers
         opt = torch.optim.AdamW(self.model.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, _warmup_cosine(steps, cfg.warmup_frac))
+        factor = warmup_cosine(cfg.warmup_frac)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: factor(min(1.0, step / max(1, steps))))
         self.net, self.opt, self.loader, self.sched = self.acc.prepare(
             self.model.net, opt, self.loader, sched
         )
@@ -364,17 +365,6 @@ def _counts(data, labels: tuple[str, ...]) -> dict[str, int]:
 
 def _default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _warmup_cosine(total_steps: int, warmup_frac: float):
-    warmup = max(1, int(total_steps * warmup_frac))
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total_steps - warmup))))
-
-    return factor
 
 
 def _atomic_save(obj: Any, path: Path) -> None:

@@ -1,6 +1,6 @@
 """Per-emotion explanations: Grad-CAM, LIME, their overlays, and the `explain` pipeline."""
 
-from emotion.explain.gradcam import gradcam_maps
-from emotion.explain.lime import LimeConfig, lime_maps
+from emotion.explainers.gradcam import gradcam_maps
+from emotion.explainers.lime import LimeConfig, lime_maps
 
 __all__ = ["LimeConfig", "gradcam_maps", "lime_maps"]
