@@ -20,17 +20,20 @@ from emotion.model import build_model, resolve_precision
 from training.augment import AugmentConfig, augment
 
 
-def _time_steps(step, steps: int, warmup: int, sync) -> list[float]:
+def _time_interleaved(a, b, steps: int, warmup: int, sync) -> tuple[list[float], list[float]]:
+    """Seconds per call of `a` and of `b`, alternated call by call: a machine whose speed drifts
+    (shared cores, turbo) then slows both sides alike and the ratio stays honest."""
     for _ in range(warmup):
-        step()
+        a(), b()
     sync()
-    times = []
+    times_a, times_b = [], []
     for _ in range(steps):
-        t = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - t)
-    return times
+        for fn, times in ((a, times_a), (b, times_b)):
+            t = time.perf_counter()
+            fn()
+            sync()
+            times.append(time.perf_counter() - t)
+    return times_a, times_b
 
 
 def run(device: str = "cpu", batch_size: int = 64, steps: int = 10, warmup: int = 3) -> dict:
@@ -60,8 +63,7 @@ def run(device: str = "cpu", batch_size: int = 64, steps: int = 10, warmup: int 
         optimise(x.contiguous(memory_format=torch.channels_last))
 
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    model_only = _time_steps(lambda: optimise(ready), steps, warmup, sync)
-    full = _time_steps(full_step, steps, warmup, sync)
+    model_only, full = _time_interleaved(lambda: optimise(ready), full_step, steps, warmup, sync)
     m_ips = batch_size / statistics.median(model_only)
     f_ips = batch_size / statistics.median(full)
     return {
