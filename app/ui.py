@@ -41,7 +41,10 @@ def cam_note(model: EmotionModel) -> str:
     )
 
 
-def _photo_or_error(path: str | None) -> np.ndarray:
+def _photo_or_error(upload: dict | str | None) -> np.ndarray:
+    # Events run with preprocess=False: Gradio's own image decoding would answer a file that is
+    # not an image with a bare PIL message; ours says what was wrong and what to do.
+    path = upload.get("path") if isinstance(upload, dict) else upload
     if not path:
         raise gr.Error("Upload a photo first (or pick an example below).")
     try:
@@ -50,7 +53,7 @@ def _photo_or_error(path: str | None) -> np.ndarray:
         raise gr.Error(str(err)) from err
 
 
-def preview_faces(path: str | None):
+def preview_faces(path: dict | str | None):
     """On upload: box and number every face, so the user can choose one."""
     if not path:
         return None, 1
@@ -65,7 +68,7 @@ def preview_faces(path: str | None):
 
 
 def make_explain_fn(model: EmotionModel, lime: LimeConfig):
-    def explain_face(path: str | None, face_number: float, whole_image: bool, progress=gr.Progress()):
+    def explain_face(path: dict | str | None, face_number: float, whole_image: bool, progress=gr.Progress()):
         """Classify one face of the photo and explain all five emotions with Grad-CAM and LIME."""
         photo = _photo_or_error(path)
         index = int(face_number or 1) - 1
@@ -128,12 +131,13 @@ def build_demo(model: EmotionModel, *, lime: LimeConfig = LimeConfig()) -> gr.Bl
         if examples:
             gr.Examples(examples=[[p] for p in examples], inputs=[photo], label="Examples")
 
-        photo.change(preview_faces, [photo], [boxed, face_number], api_visibility="private")
+        photo.change(preview_faces, [photo], [boxed, face_number], api_visibility="private", preprocess=False)
         run.click(
             make_explain_fn(model, lime),
             [photo, face_number, whole],
             [boxed, probs, cam, lime_out, timings],
             api_name="explain",
+            preprocess=False,  # the photo is decoded by emotion.faces.load_image (see _photo_or_error)
             concurrency_limit=1,  # two explanations at once would only halve each one's speed
         )
     return demo

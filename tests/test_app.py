@@ -67,6 +67,10 @@ def test_bad_input_is_a_message_and_the_server_keeps_serving(client, tmp_path):
     Image.fromarray(np.full((200, 200, 3), 90, np.uint8)).save(blank)
     with pytest.raises(AppError, match="No face found"):
         client.predict(handle_file(str(blank)), 1, False, api_name="/explain")
+    text = tmp_path / "notes.png"
+    text.write_text("this is not a photo")
+    with pytest.raises(AppError, match="not a readable image"):
+        client.predict(handle_file(str(text)), 1, False, api_name="/explain")
     truncated = tmp_path / "cut.jpg"
     truncated.write_bytes((ROOT / "app/examples/astronaut.jpg").read_bytes()[:5000])
     with pytest.raises(AppError, match="truncated"):
