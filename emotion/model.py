@@ -117,7 +117,10 @@ class EmotionModel:
         arr = np.asarray(faces)
         if arr.ndim == 3:
             arr = arr[None]
-        return self.to_tensor_from_uint8(torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2))
+        arr = np.ascontiguousarray(arr)
+        if not arr.flags.writeable:  # torch.from_numpy warns on read-only views (decoded images)
+            arr = arr.copy()
+        return self.to_tensor_from_uint8(torch.from_numpy(arr).permute(0, 3, 1, 2))
 
     def to_tensor_from_uint8(self, x: torch.Tensor) -> torch.Tensor:
         """N×3×H×W uint8 tensor → normalised float tensor at the input size, on the model's device."""
@@ -306,7 +309,29 @@ def _download(repo_id: str, revision: str | None) -> Path:
         ) from err
     except HfHubHTTPError as err:
         raise ModelLoadError(f"The Hub refused {repo_id!r}@{revision or 'main'}: {err}") from err
+    if not (Path(folder) / WEIGHTS_NAME).is_file():
+        _refuse_repo_without_safetensors(repo_id, revision)
     return Path(folder)
+
+
+def _refuse_repo_without_safetensors(repo_id: str, revision: str | None) -> None:
+    # allow_patterns fetched only the config: name the pickle files the repo does hold, so the
+    # error says why they are not loaded instead of just "no weights".
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        remote = HfApi().list_repo_files(repo_id, revision=revision)
+    except (HfHubHTTPError, OSError):
+        remote = []
+    pickles = [f for f in remote if f.endswith((".bin", ".pth", ".pt", ".ckpt", ".pkl"))]
+    hint = (
+        f" It holds {', '.join(pickles)}: pickle checkpoints are refused because loading them can run "
+        "code. Convert with safetensors.torch.save_file and push model.safetensors."
+        if pickles
+        else ""
+    )
+    raise ModelLoadError(f"No {WEIGHTS_NAME} in Hub repo {repo_id}@{revision or 'main'}.{hint}")
 
 
 def _load_folder(folder: Path, *, source_label: str) -> EmotionModel:

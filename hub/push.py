@@ -1,0 +1,216 @@
+"""`python -m hub.push RUN_OR_MODEL_DIR --repo USER/NAME`: publish a model in one commit.
+
+Like timm's push_to_hf_hub: the model is saved into a temp folder with the same `save` used
+locally, the card and plots are added, and `upload_folder` makes ONE commit. A README.md already on
+the Hub at the target revision is left alone unless --overwrite-card (it may be hand-edited).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hub.card import (
+    MEAN_GRADCAM,
+    PLOTS,
+    CardOptions,
+    RunFiles,
+    build_model_card,
+    read_run,
+    save_mean_gradcam,
+    validation_faces,
+)
+from hub.errors import HubAuthError, HubError
+
+log = logging.getLogger(__name__)
+
+CARD_NAME = "README.md"
+LOGIN_HINT = "Log in with `hf auth login` or set HF_TOKEN to a token with write access (https://huggingface.co/settings/tokens)."
+
+
+@dataclass(frozen=True)
+class PushConfig:
+    """What to publish where."""
+
+    source: Path  # run folder or model folder
+    repo_id: str  # USER/NAME
+    revision: str = "main"  # branch to commit to (created from main if missing)
+    tag: str | None = None  # tag put on the new commit
+    private: bool = False  # visibility when the repo is created
+    message: str = "Upload Emotion Lens model"
+    overwrite_card: bool = False  # replace a README.md already on the Hub
+    license: str = "apache-2.0"
+    datasets: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class PushResult:
+    commit_url: str | None
+    files: tuple[str, ...]  # paths in the commit
+    card_written: bool
+
+
+def prepare_folder(cfg: PushConfig, out: Path, *, write_card: bool = True) -> tuple[str, ...]:
+    """Write into `out` exactly the files that would be committed; return their names."""
+    from emotion.model import load_model
+
+    run = read_run(cfg.source)
+    model = load_model(run.model_dir, precision="fp32")
+    extra = {name: path for name in PLOTS if (path := run.plot(name)) is not None}
+    model.save(out, extra_files=extra)  # the local save layout, atomically
+    if write_card:
+        gradcam, count = _mean_gradcam(run, model, out)
+        card = build_model_card(
+            run,
+            model,
+            CardOptions(repo_id=cfg.repo_id, license=cfg.license, datasets=cfg.datasets),
+            mean_gradcam=gradcam,
+            mean_gradcam_count=count,
+        )
+        _atomic_write_text(out / CARD_NAME, str(card))
+    return tuple(sorted(p.name for p in out.iterdir()))
+
+
+def _mean_gradcam(run: RunFiles, model, out: Path) -> tuple[Path | None, int]:
+    val = validation_faces(run)
+    if val is None:
+        log.info("No validation faces for %s: the card skips the mean Grad-CAM section.", run.model_dir)
+        return None, 0
+    return save_mean_gradcam(model, val[0], val[1], out / MEAN_GRADCAM)
+
+
+def dry_run(cfg: PushConfig, out_dir: Path) -> tuple[str, ...]:
+    """Write the folder that would be pushed to `out_dir` (replaced atomically); no network."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    try:
+        files = prepare_folder(cfg, tmp / "folder")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp / "folder", out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return files
+
+
+def check_token(api) -> str:
+    """The user name behind the token; a clear error when there is none or the Hub rejects it."""
+    from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
+
+    try:
+        return api.whoami()["name"]
+    except LocalTokenNotFoundError as err:
+        raise HubAuthError(f"No Hugging Face token found. {LOGIN_HINT}") from err
+    except HfHubHTTPError as err:
+        if err.response is not None and err.response.status_code in (401, 403):
+            raise HubAuthError(
+                f"The Hub rejected your token ({err.response.status_code}). {LOGIN_HINT}"
+            ) from err
+        raise
+
+
+def card_exists(api, repo_id: str, revision: str) -> bool:
+    return api.file_exists(repo_id, CARD_NAME, revision=revision)
+
+
+def push(cfg: PushConfig) -> PushResult:
+    """Create the repo (and branch) if needed and upload the model, card and plots in one commit."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    api = HfApi()
+    check_token(api)
+    try:
+        api.create_repo(cfg.repo_id, private=cfg.private, exist_ok=True)
+        if cfg.revision != "main":
+            api.create_branch(cfg.repo_id, branch=cfg.revision, exist_ok=True)
+        # A card on the Hub may have been edited by hand there: keep it unless asked not to.
+        write_card = cfg.overwrite_card or not card_exists(api, cfg.repo_id, cfg.revision)
+        if not write_card:
+            log.warning(
+                "%s already has a %s at %s: kept (pass --overwrite-card to replace it).",
+                cfg.repo_id,
+                CARD_NAME,
+                cfg.revision,
+            )
+        with tempfile.TemporaryDirectory(prefix="emotion-push-") as tmp:
+            folder = Path(tmp) / "folder"
+            files = prepare_folder(cfg, folder, write_card=write_card)
+            info = api.upload_folder(
+                repo_id=cfg.repo_id,
+                folder_path=folder,
+                revision=cfg.revision,
+                commit_message=cfg.message,
+            )
+        if cfg.tag:
+            api.create_tag(cfg.repo_id, tag=cfg.tag, revision=info.oid, exist_ok=False)
+    except HfHubHTTPError as err:
+        status = err.response.status_code if err.response is not None else None
+        if status in (401, 403):
+            raise HubAuthError(f"The Hub refused to write to {cfg.repo_id} ({status}). {LOGIN_HINT}") from err
+        raise HubError(f"Pushing to {cfg.repo_id}@{cfg.revision} failed: {err}") from err
+    return PushResult(commit_url=info.commit_url, files=files, card_written=write_card)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m hub.push", description=__doc__)
+    p.add_argument("source", type=Path, help="run folder (training.train --out) or model folder")
+    p.add_argument("--repo", required=True, help="USER/NAME on the Hub")
+    p.add_argument("--revision", default="main", help="branch to commit to (created if missing)")
+    p.add_argument("--tag", default=None, help="tag the new commit")
+    p.add_argument("--private", action="store_true", help="create the repo private")
+    p.add_argument("--message", default=PushConfig.message, help="commit message")
+    p.add_argument("--overwrite-card", action="store_true", help="replace a README.md already on the Hub")
+    p.add_argument("--license", default=PushConfig.license)
+    p.add_argument("--dataset", action="append", default=[], help="Hub dataset id for the card (repeatable)")
+    p.add_argument(
+        "--dry-run", type=Path, default=None, metavar="OUT_DIR", help="write the folder, push nothing"
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = build_parser().parse_args(argv)
+    cfg = PushConfig(
+        source=args.source,
+        repo_id=args.repo,
+        revision=args.revision,
+        tag=args.tag,
+        private=args.private,
+        message=args.message,
+        overwrite_card=args.overwrite_card,
+        license=args.license,
+        datasets=tuple(args.dataset),
+    )
+    from emotion.errors import EmotionLensError
+
+    try:
+        if args.dry_run is not None:
+            files = dry_run(cfg, args.dry_run)
+            print(f"Dry run: {args.dry_run} holds what would be pushed: {', '.join(files)}")
+            return 0
+        result = push(cfg)
+    except EmotionLensError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    card = "card written" if result.card_written else "existing card kept"
+    print(f"Pushed {', '.join(result.files)} ({card}): {result.commit_url}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
