@@ -56,14 +56,22 @@ def serve(args: list[str], log: Path, *, env: dict[str, str] | None = None, time
             stdout=stream,
             stderr=subprocess.STDOUT,
         )
+    wait_for_port(proc, port, log, timeout=timeout, name=" ".join(args))
+    return proc, f"http://127.0.0.1:{port}/"
+
+
+def wait_for_port(
+    proc: subprocess.Popen, port: int, log: Path, *, timeout: float = 120, name: str = "the server"
+):
+    """Return once `proc` listens on `port`; fail with its log if it exits or takes too long."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
-            pytest.fail(f"{' '.join(args)} exited early:\n{log.read_text()}")
+            pytest.fail(f"{name} exited early:\n{log.read_text()}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return proc, f"http://127.0.0.1:{port}/"
+                return
         except OSError:
             time.sleep(0.3)
     proc.kill()
-    pytest.fail(f"{' '.join(args)} did not start within {timeout:.0f} s:\n{log.read_text()}")
+    pytest.fail(f"{name} did not start within {timeout:.0f} s:\n{log.read_text()}")

@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ import torch
 import yaml
 
 from emotion.model import build_model
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, wait_for_port
 from tests.hub_server import HubServer
 
 TOKEN = "hf_test_write_token"
@@ -331,7 +330,7 @@ def test_space_from_one_command_serves_the_pushed_model(hub, pushed, tmp_path, f
             stderr=subprocess.STDOUT,
         )
     try:
-        _wait_for_port(proc, port, log)
+        wait_for_port(proc, port, log, name="the Space")
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         result = client.predict(handle_file(str(face_png)), 1, True, api_name="/explain")
         text = json.dumps(result, default=str)
@@ -340,18 +339,3 @@ def test_space_from_one_command_serves_the_pushed_model(hub, pushed, tmp_path, f
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-
-
-def _wait_for_port(proc: subprocess.Popen, port: int, log: Path, timeout: float = 120) -> None:
-    import socket
-
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"the Space exited early:\n{log.read_text()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.3)
-    pytest.fail(f"the Space did not listen within {timeout:.0f} s:\n{log.read_text()}")
