@@ -12,7 +12,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from emotion.errors import ModelLoadError
+from emotion.files import write_folder_atomically
 from emotion.labels import EMOTIONS
 
 log = logging.getLogger(__name__)
@@ -152,25 +152,16 @@ class EmotionModel:
 
     def save(self, folder: str | Path, *, extra_files: dict[str, Path] | None = None) -> Path:
         """Write the model folder atomically: a crash leaves the old folder or none, never half."""
-        folder = Path(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-        try:
+
+        def fill(tmp: Path) -> None:
             state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
             save_file(state, tmp / WEIGHTS_NAME, metadata={"format": "pt"})
             (tmp / CONFIG_NAME).write_text(json.dumps(self.hub_config(), indent=2) + "\n")
             for name, src in (extra_files or {}).items():
                 shutil.copy2(src, tmp / name)
-            if folder.exists():
-                old = folder.with_name(f".{folder.name}-old")
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(folder, old)
-                os.replace(tmp, folder)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, folder)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+
+        folder = Path(folder)
+        write_folder_atomically(folder, fill)
         return folder
 
     def hub_config(self) -> dict[str, Any]:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from emotion.files import write_folder_atomically
 from hub.card import (
     MEAN_GRADCAM,
     PLOTS,
@@ -87,17 +87,7 @@ def _mean_gradcam(run: RunFiles, model, out: Path) -> tuple[Path | None, int]:
 
 def dry_run(cfg: PushConfig, out_dir: Path) -> tuple[str, ...]:
     """Write the folder that would be pushed to `out_dir` (replaced atomically); no network."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    try:
-        files = prepare_folder(cfg, tmp / "folder")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp / "folder", out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return files
+    return write_folder_atomically(out_dir, lambda tmp: prepare_folder(cfg, tmp))
 
 
 def check_token(api) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import shutil
 import sys
 import tempfile
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from emotion.files import write_folder_atomically
 from hub.errors import HubAuthError, HubError
 
 log = logging.getLogger(__name__)
@@ -186,13 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         if args.dry_run is not None:
-            tmp = Path(tempfile.mkdtemp(prefix=".space-", dir=args.dry_run.resolve().parent))
-            try:
-                prepare_folder(cfg, tmp / "space")
-                shutil.rmtree(args.dry_run, ignore_errors=True)
-                os.replace(tmp / "space", args.dry_run)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
+            write_folder_atomically(args.dry_run, lambda tmp: prepare_folder(cfg, tmp))
             print(f"Dry run: Space folder written to {args.dry_run}")
             return 0
         url = deploy(cfg)
