@@ -7,6 +7,7 @@ loads here, in `timm.create_model("local-dir:…", pretrained=True)` and in
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -83,6 +84,23 @@ class EmotionModel:
         std = torch.tensor(self.preprocessing.std).view(1, 3, 1, 1)
         self._scale = (1.0 / (255.0 * std)).to(self.device)
         self._shift = (mean / std).to(self.device)
+        self._folded: tuple[int, torch.nn.Module] | None = None
+
+    @property
+    def inference_net(self) -> torch.nn.Module:
+        """`net` with every BatchNorm folded into its convolution: the same function (to float
+        rounding) with one memory pass less per layer, about 15 % faster here.
+
+        A copy, so `net` can still be trained, saved and hooked. It is rebuilt whenever `net`'s
+        weights change (an optimizer step or load_state_dict bumps the tensors' version
+        counters), so a validation pass in the middle of training never sees stale weights.
+        """
+        if self.net.training:
+            return self.net
+        version = sum(t._version for t in (*self.net.parameters(), *self.net.buffers()))
+        if self._folded is None or self._folded[0] != version:
+            self._folded = (version, fold_batchnorms(copy.deepcopy(self.net)))
+        return self._folded[1]
 
     @property
     def device(self) -> torch.device:
@@ -105,6 +123,19 @@ class EmotionModel:
         self.net.to(device)
         self.__post_init__()
         return self
+
+    @property
+    def has_pooled_linear_head(self) -> bool:
+        """True when `cam_layer`'s output goes straight into global average pooling + one linear
+        layer, so a class's Grad-CAM there is its weight row applied to the block's output."""
+        from timm.models.resnet import ResNet
+
+        # timm's ResNet.forward_features ends with layer4 and forward_head is pool → dropout → fc.
+        return (
+            isinstance(self.net, ResNet)
+            and getattr(self.net.global_pool, "pool_type", None) == "avg"
+            and isinstance(self.net.fc, torch.nn.Linear)
+        )
 
     def autocast(self):
         """bf16 autocast when the model is set to bf16, else a no-op context."""
@@ -140,10 +171,22 @@ class EmotionModel:
         out = []
         for start in range(0, len(arr), batch_size):
             with self.autocast():
-                logits = self.net(self.to_tensor(arr[start : start + batch_size]))
+                logits = self.inference_net(self.to_tensor(arr[start : start + batch_size]))
             out.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
         probs = np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
         return probs[0] if single else probs
+
+    @torch.inference_mode()
+    def predict_with_features(self, faces: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
+        """(N×C probabilities, N×K×h×w float32 output of the last block) from one forward pass:
+        what Grad-CAM at the last block needs besides the head's weights."""
+        arr = np.asarray(faces)
+        arr = arr[None] if arr.ndim == 3 else arr
+        net = self.inference_net
+        with self.autocast():
+            features = net.forward_features(self.to_tensor(arr))
+            logits = net.forward_head(features)
+        return torch.softmax(logits.float(), dim=1).cpu().numpy(), features.float()
 
     def warm_up(self) -> None:
         """One throw-away prediction, so the first user request does not pay for lazy set-up."""
@@ -188,6 +231,30 @@ class EmotionModel:
             },
             "emotion_lens": dict(self.info),
         }
+
+
+def fold_batchnorms(net: torch.nn.Module) -> torch.nn.Module:
+    """Fold each eval-mode BatchNorm2d into the Conv2d just before it, in place; returns `net`.
+
+    Covers timm ResNets' `convN`/`bnN` pairs and `Sequential` stems and shortcuts; any other
+    layout is left as it is, which is slower but still correct.
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    for module in list(net.modules()):
+        if isinstance(module, torch.nn.Sequential):
+            names = list(module._modules)
+            for a, b in zip(names, names[1:], strict=False):
+                conv, bn = module._modules[a], module._modules[b]
+                if isinstance(conv, torch.nn.Conv2d) and isinstance(bn, torch.nn.BatchNorm2d):
+                    module._modules[a] = fuse_conv_bn_eval(conv, bn)
+                    module._modules[b] = torch.nn.Identity()
+        for i in range(1, 4):
+            conv, bn = getattr(module, f"conv{i}", None), getattr(module, f"bn{i}", None)
+            if isinstance(conv, torch.nn.Conv2d) and isinstance(bn, torch.nn.BatchNorm2d):
+                setattr(module, f"conv{i}", fuse_conv_bn_eval(conv, bn))
+                setattr(module, f"bn{i}", torch.nn.Identity())
+    return net
 
 
 def build_model(
