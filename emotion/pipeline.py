@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import Literal
 
 import numpy as np
+import torch
 
 from emotion.errors import NoFaceError
 from emotion.explainers.gradcam import gradcam_maps
@@ -62,9 +63,12 @@ def explain(
         margin = (detect or DetectConfig()).margin if source == "detected" else 0.0
         crop = crop_face(photo, box, margin=margin)
         with _timed(timings, "classify"):
-            probs = model.predict(crop)
-        result = FaceResult(index, box, source, crop, dict(zip(model.labels, map(float, probs), strict=True)))
-        _add_maps(model, result, methods, timings, lime or LimeConfig(), progress)
+            # The last block's output comes along: Grad-CAM there needs nothing more (gradcam.py).
+            probs, features = model.predict_with_features(crop)
+        result = FaceResult(
+            index, box, source, crop, dict(zip(model.labels, map(float, probs[0]), strict=True))
+        )
+        _add_maps(model, result, features, methods, timings, lime or LimeConfig(), progress)
         results.append(result)
     timings["total"] = (time.perf_counter() - total_start) * 1000
     return Report(
@@ -99,6 +103,7 @@ def _choose_faces(
 def _add_maps(
     model: EmotionModel,
     result: FaceResult,
+    features: torch.Tensor,
     methods: Sequence[str],
     timings: dict[str, float],
     lime: LimeConfig,
@@ -106,7 +111,7 @@ def _add_maps(
 ) -> None:
     if "gradcam" in methods:
         with _timed(timings, "gradcam"):
-            result.maps["gradcam"] = gradcam_maps(model, result.face)
+            result.maps["gradcam"] = gradcam_maps(model, result.face, features)
     if "lime" in methods:
         with _timed(timings, "lime"):
             result.maps["lime"], _ = lime_maps(model, result.face, lime, progress=progress)

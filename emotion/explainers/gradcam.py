@@ -1,8 +1,15 @@
-"""Grad-CAM for every label at once, with pytorch-grad-cam.
+"""Grad-CAM for every label at once.
 
-The face is repeated once per label and each row gets its own target, so one forward and one
-backward give all the maps. The `with` block releases the library's hooks even on error (left
-attached, they keep every activation alive and leak memory request after request).
+With a global-average-pool + linear head right after the last block (every timm ResNet), the
+gradient of class c's logit with respect to that block's output is the constant W[c] / (h·w),
+so Grad-CAM there needs no backward pass: each label's map is its weight row applied to the
+features the classification forward already computed. That is what `gradcam_maps` does for
+such models; pytorch-grad-cam's own `scale_cam_image` does the normalising and resizing, so the
+maps equal the library's (checked in tests/test_explain.py to a correlation above 0.99).
+
+Any other head goes through pytorch-grad-cam itself: the face repeated once per label, each
+row with its own target, one forward and one backward. Its `with` block releases the hooks even
+on error (left attached, they keep every activation alive and leak memory request after request).
 """
 
 from __future__ import annotations
@@ -10,13 +17,40 @@ from __future__ import annotations
 import numpy as np
 import torch
 from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.utils.image import scale_cam_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from emotion.model import EmotionModel
 
 
-def gradcam_maps(model: EmotionModel, face: np.ndarray) -> dict[str, np.ndarray]:
-    """{label: H×W float32 map in [0, 1]} at the face's resolution, from `model.cam_layer`."""
+def gradcam_maps(
+    model: EmotionModel, face: np.ndarray, features: torch.Tensor | None = None
+) -> dict[str, np.ndarray]:
+    """{label: H×W float32 map in [0, 1]} at the face's resolution, from `model.cam_layer`.
+
+    `features`: the cam layer's output for this face (1×K×h×w, from
+    `model.predict_with_features`); passing it saves the forward pass.
+    """
+    if not model.has_pooled_linear_head:
+        return gradcam_maps_by_backprop(model, face)
+    if features is None:
+        _, features = model.predict_with_features(face)
+    maps = gradcams_from_features(model, features, face.shape[:2])[0]
+    return dict(zip(model.labels, maps, strict=True))
+
+
+def gradcams_from_features(model: EmotionModel, features: torch.Tensor, shape: tuple[int, int]) -> np.ndarray:
+    """N×C×H×W float32 Grad-CAMs in [0, 1] of every label for N faces, from the last block's
+    output. Only valid when `model.has_pooled_linear_head`."""
+    weights = model.net.fc.weight.detach().float() / (features.shape[-2] * features.shape[-1])
+    with torch.inference_mode():
+        cams = torch.relu(torch.einsum("ck,nkhw->nchw", weights, features.float())).cpu().numpy()
+    height, width = shape
+    return np.stack([scale_cam_image(face_cams, (width, height)) for face_cams in cams])
+
+
+def gradcam_maps_by_backprop(model: EmotionModel, face: np.ndarray) -> dict[str, np.ndarray]:
+    """Grad-CAM through pytorch-grad-cam's hooks and one backward pass (any head, any layer)."""
     n = len(model.labels)
     batch = model.to_tensor(face).repeat(n, 1, 1, 1)
     targets = [ClassifierOutputTarget(i) for i in range(n)]
