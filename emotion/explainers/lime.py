@@ -2,6 +2,14 @@
 
 One `explain_instance` call with `labels=all` fits one local linear model per label on the same
 perturbed samples, so five maps cost one set of model calls.
+
+LIME's cost is the model's forward over its perturbed faces, so the fewer faces needed for the
+same answer, the faster. `PairedLimeExplainer` draws them in antithetic pairs: each random
+on/off pattern of segments is followed by its complement. Every face is still a uniform random
+pattern, so the local models estimate exactly what lime_image's estimate; but within a pair the
+segment-segment interactions, which a linear model cannot fit and which make LIME noisy, cancel
+out of the weights. Measured on the demo model: 300 paired samples land as close to LIME's
+converged weights (6000 samples) as lime_image's own 1000 (see `python -m bench.explain`).
 """
 
 from __future__ import annotations
@@ -9,8 +17,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import Literal
 
 import numpy as np
+import torch
 from lime import lime_image
 from skimage.segmentation import slic
 
@@ -25,8 +35,11 @@ lime_image.tqdm = partial(lime_image.tqdm, disable=True)
 
 @dataclass(frozen=True)
 class LimeConfig:
-    num_samples: int = 600  # perturbed faces the local models are fitted on
-    batch_size: int = 200  # faces per model call: large batches keep the network busy
+    num_samples: int = 256  # perturbed faces the local models are fitted on
+    batch_size: int = 256  # faces per model call: large batches keep the network busy
+    # "antithetic": patterns in complementary pairs (see the module docstring); "independent":
+    # lime_image's own sampling, for comparison.
+    sampling: Literal["antithetic", "independent"] = "antithetic"
     # SLIC, about 48 superpixels of ~14 px on a 100×100 face: small enough that a brow, an eye
     # or a mouth is a segment of its own (quickshift's defaults give ~13 blobs here, which merge
     # brow with eye and mouth with chin), few enough that the samples pin down every weight.
@@ -49,6 +62,24 @@ def lime_maps(
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """({label: H×W float32 map in [0, 1]}, segments). A map shows positive evidence only:
     segment weight / the label's largest weight, negatives clipped to 0."""
+    segments = segment_face(face, config)
+    weights = lime_weights(model, face, segments, config, progress=progress)
+    maps = {
+        label: weights_to_map(dict(enumerate(w)), segments)
+        for label, w in zip(model.labels, weights, strict=True)
+    }
+    return maps, segments
+
+
+def lime_weights(
+    model: EmotionModel,
+    face: np.ndarray,
+    segments: np.ndarray,
+    config: LimeConfig = LimeConfig(),
+    *,
+    progress: ProgressFn | None = None,
+) -> np.ndarray:
+    """C×S float64: LIME's weight of each of the S segments for each of the C labels."""
     done = [0]
 
     def classify(batch: np.ndarray) -> np.ndarray:
@@ -58,8 +89,10 @@ def lime_maps(
             progress(done[0] / config.num_samples, f"LIME {done[0]}/{config.num_samples} samples")
         return probs
 
-    segments = segment_face(face, config)
-    explainer = lime_image.LimeImageExplainer(random_state=config.random_state)
+    explainer_class = (
+        PairedLimeExplainer if config.sampling == "antithetic" else lime_image.LimeImageExplainer
+    )
+    explainer = explainer_class(random_state=config.random_state)
     explanation = explainer.explain_instance(
         face,
         classify,
@@ -70,11 +103,11 @@ def lime_maps(
         segmentation_fn=lambda _img: segments,
         random_seed=config.random_state,
     )
-    maps = {
-        label: weights_to_map(dict(explanation.local_exp[i]), segments)
-        for i, label in enumerate(model.labels)
-    }
-    return maps, segments
+    weights = np.zeros((len(model.labels), int(segments.max()) + 1))
+    for label, pairs in explanation.local_exp.items():
+        for segment, weight in pairs:
+            weights[label, segment] = weight
+    return weights
 
 
 def weights_to_map(weights: dict[int, float], segments: np.ndarray) -> np.ndarray:
@@ -84,3 +117,36 @@ def weights_to_map(weights: dict[int, float], segments: np.ndarray) -> np.ndarra
         table[seg] = max(w, 0.0)
     peak = table.max()
     return (table[segments] / peak if peak > 0 else table[segments]).astype(np.float32)
+
+
+class PairedLimeExplainer(lime_image.LimeImageExplainer):
+    """lime_image's explainer with antithetic sampling and vectorised masking.
+
+    Only `data_labels`, which makes the perturbed faces, is replaced; segmentation, the fudged
+    image, distances, kernel and the per-label ridge fits are lime_image's own.
+    """
+
+    def data_labels(self, image, fudged_image, segments, classifier_fn, num_samples, batch_size=10):
+        n_features = np.unique(segments).shape[0]
+        patterns = self.random_state.randint(0, 2, ((num_samples + 1) // 2, n_features))
+        patterns[0] = 1  # as in lime_image: the first sample is the face itself
+        data = np.empty((2 * len(patterns), n_features), dtype=patterns.dtype)
+        data[0::2], data[1::2] = patterns, 1 - patterns
+        data = data[:num_samples]
+        labels = [
+            classifier_fn(perturbed_faces(image, fudged_image, segments, data[start : start + batch_size]))
+            for start in range(0, num_samples, batch_size)
+        ]
+        return data, np.concatenate(labels)
+
+
+def perturbed_faces(
+    image: np.ndarray, fudged: np.ndarray, segments: np.ndarray, data: np.ndarray
+) -> np.ndarray:
+    """N faces: where row n of `data` is 1 for a segment, the face's pixels; where 0, `fudged`'s."""
+    # torch rather than numpy: its gather and where use both cores (18 ms instead of 68 for 256).
+    keep = torch.from_numpy(data.astype(bool))[:, torch.from_numpy(segments.ravel())]  # N×HW
+    pixels = torch.where(
+        keep[..., None], torch.from_numpy(image.reshape(-1, 3)), torch.from_numpy(fudged.reshape(-1, 3))
+    )
+    return pixels.reshape(len(data), *image.shape).numpy()
