@@ -24,9 +24,6 @@ FACE_SIZE = 100
 # Decompression bombs and camera RAW-sized inputs are refused before decoding; 50 MP covers any
 # phone photo. Larger photos are downscaled for detection anyway.
 MAX_PIXELS = 50_000_000
-# Detection runs on a copy no larger than this: the cascade's cost grows with the pixel count and
-# faces in a demo photo are far bigger than its 24-px window.
-DETECT_MAX_SIDE = 1024
 
 ImageInput = str | Path | Image.Image | np.ndarray
 
@@ -54,6 +51,9 @@ class DetectConfig:
     min_neighbors: int = 5  # overlapping hits needed; OpenCV's recommended value
     min_size: int = 40  # smallest face side in pixels of the original photo
     margin: float = 0.15  # extra border around the Haar box on every side, as a share of its side
+    # Detection runs on a copy no larger than this: the cascade's cost grows with the pixel count
+    # and faces in a demo photo are far bigger than its 24-px window.
+    max_side: int = 1024
 
 
 def load_image(image: ImageInput) -> np.ndarray:
@@ -163,7 +163,7 @@ def detect_faces(image: np.ndarray, config: DetectConfig | None = None) -> list[
     """Haar-cascade face boxes on an RGB photo, largest first."""
     config = config or DetectConfig()
     gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-    scale = min(1.0, DETECT_MAX_SIDE / max(gray.shape))
+    scale = min(1.0, config.max_side / max(gray.shape))
     if scale < 1.0:
         gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     min_side = max(24, round(config.min_size * scale))

@@ -15,10 +15,16 @@ METHOD_TITLES = {"gradcam": "Grad-CAM", "lime": "LIME"}
 def overlay(face: np.ndarray, heat: np.ndarray, *, alpha: float = 0.45, size: int = 200) -> np.ndarray:
     """The face with `heat` (H×W in [0, 1]) blended on top as a jet colour map, size×size RGB."""
     big_face = cv2.resize(face, (size, size), interpolation=cv2.INTER_CUBIC)
-    big_heat = cv2.resize(heat.astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
+    return blend(big_face, heat, alpha=alpha)
+
+
+def blend(image: np.ndarray, heat: np.ndarray, *, alpha: float = 0.45) -> np.ndarray:
+    """`heat` (any h×w in [0, 1]) stretched over the RGB `image` as a jet colour map."""
+    height, width = image.shape[:2]
+    big_heat = cv2.resize(heat.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
     colored = cv2.applyColorMap(np.uint8(255 * np.clip(big_heat, 0, 1)), cv2.COLORMAP_JET)
     colored = cv2.cvtColor(colored, cv2.COLOR_BGR2RGB)
-    return cv2.addWeighted(big_face, 1 - alpha, colored, alpha, 0)
+    return cv2.addWeighted(image, 1 - alpha, colored, alpha, 0)
 
 
 def caption(label: str, prob: float) -> str:
