@@ -52,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     except EmotionLensError as err:
         log.error("%s", err)
         return 2
-    model.warm_up()
     lime = LimeConfig() if args.lime_samples is None else LimeConfig(num_samples=args.lime_samples)
+    model.warm_up(batch_sizes=(1, min(lime.batch_size, lime.num_samples)))
     demo = build_demo(model, lime=lime)
     demo.queue().launch(server_name=args.host, server_port=args.port, show_error=True)
     return 0

@@ -1,1 +1,40 @@
 """Benchmarks that print ratios against a baseline measured in the same process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from emotion.model import EmotionModel, load_model
+
+
+def emit(text: str, result: dict, json_path: Path | None) -> None:
+    """Print the human summary; with `json_path`, also write the whole result there as JSON."""
+    print(text)
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def sync_device(device: torch.device) -> None:
+    """Wait for queued GPU work, so a timer stops when the work is done, not when it is queued."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def load_bench_model(source: str | None, device: str, precision: str) -> EmotionModel:
+    """The model at `source`, or the demo model (built first if missing) when it is None."""
+    if source is None:
+        from training.demo import ensure_demo_model
+
+        source = str(ensure_demo_model())
+    return load_model(source, device=device, precision=precision)
+
+
+def describe_device(device: torch.device) -> str:
+    """The device in words, for the benchmark's header."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({torch.get_num_threads()} threads)"

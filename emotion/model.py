@@ -188,10 +188,12 @@ class EmotionModel:
             logits = net.forward_head(features)
         return torch.softmax(logits.float(), dim=1).cpu().numpy(), features.float()
 
-    def warm_up(self) -> None:
-        """One throw-away prediction, so the first user request does not pay for lazy set-up."""
+    def warm_up(self, batch_sizes: tuple[int, ...] = (1,)) -> None:
+        """Throw-away predictions at each batch size, so the first request does not pay for lazy
+        set-up (folding BatchNorm, oneDNN's kernels, which are chosen per input shape)."""
         size = self.preprocessing.input_size
-        self.predict(np.zeros((2, size, size, 3), dtype=np.uint8))
+        for n in batch_sizes:
+            self.predict_with_features(np.zeros((n, size, size, 3), dtype=np.uint8))
 
     def save(self, folder: str | Path, *, extra_files: dict[str, Path] | None = None) -> Path:
         """Write the model folder atomically: a crash leaves the old folder or none, never half."""

@@ -21,10 +21,10 @@ from emotion.explainers.render import blend
 from emotion.faces import Box, DetectConfig, crop_face, detect_faces, square_around
 from emotion.model import EmotionModel
 
-# Faces in a webcam or film frame fill a good part of it: the cascade on a ≤320-px copy finds
-# the same faces as the photo settings on the full 640×480 frame at under half the cost
-# (measured by bench/video.py's face counts; a coarser 1.2 pyramid step lost a quarter of them).
-VIDEO_DETECT = DetectConfig(scale_factor=1.1, min_size=48, max_side=320)
+# Faces in a webcam or film frame fill a good part of it: the cascade on a ≤288-px copy (its
+# 24-px window is then ~53 px of a 640×480 frame, hence min_size 60) finds as many faces as the
+# photo settings on the full frame at under half the cost (bench/video.py prints both counts).
+VIDEO_DETECT = DetectConfig(scale_factor=1.1, min_size=60, max_side=288)
 
 
 @dataclass

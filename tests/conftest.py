@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,23 @@ def untrained_folder(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def untrained_model(untrained_folder) -> EmotionModel:
     return load_model(untrained_folder, precision="fp32")
+
+
+@pytest.fixture(scope="session")
+def demo_folder(tmp_path_factory) -> Path:
+    """The demo recipe trained once per session (about 4 minutes), for meaning checks."""
+    from training.demo import DemoConfig, ensure_demo_model
+
+    # Bounded by steps instead of the clock: what the model learns must not depend on how busy
+    # the machine is (the 3-minute target is measured, not asserted).
+    recipe = DemoConfig()
+    steps_bound = replace(recipe, fit=replace(recipe.fit, time_budget_s=None))
+    return ensure_demo_model(tmp_path_factory.mktemp("cache") / "demo", config=steps_bound)
+
+
+@pytest.fixture(scope="session")
+def demo_model(demo_folder) -> EmotionModel:
+    return load_model(demo_folder)
 
 
 def free_port() -> int:

@@ -8,32 +8,17 @@ so "where it looked" can be checked against ground truth.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from emotion import EMOTIONS, load_model
+from emotion import EMOTIONS
 from emotion.explainers.gradcam import gradcam_maps
 from emotion.explainers.lime import LimeConfig, lime_maps
-from training.demo import DemoConfig, ensure_demo_model
+from training.demo import ensure_demo_model
 from training.synthetic import make_dataset
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="session")
-def demo_folder(tmp_path_factory):
-    # The demo recipe, but bounded by steps instead of the clock: what the model learns must not
-    # depend on how busy the machine is (the 3-minute target is measured, not asserted).
-    recipe = DemoConfig()
-    steps_bound = replace(recipe, fit=replace(recipe.fit, time_budget_s=None))
-    return ensure_demo_model(tmp_path_factory.mktemp("cache") / "demo", config=steps_bound)
-
-
-@pytest.fixture(scope="session")
-def demo_model(demo_folder):
-    return load_model(demo_folder)
 
 
 @pytest.fixture(scope="session")

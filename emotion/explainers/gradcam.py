@@ -46,7 +46,9 @@ def gradcams_from_features(model: EmotionModel, features: torch.Tensor, shape: t
     with torch.inference_mode():
         cams = torch.relu(torch.einsum("ck,nkhw->nchw", weights, features.float())).cpu().numpy()
     height, width = shape
-    return np.stack([scale_cam_image(face_cams, (width, height)) for face_cams in cams])
+    # Twice, as pytorch-grad-cam does: min-max and resize per layer, then min-max again after
+    # merging layers (bilinear upsampling can lower the peak below 1).
+    return np.stack([scale_cam_image(scale_cam_image(face_cams, (width, height))) for face_cams in cams])
 
 
 def gradcam_maps_by_backprop(model: EmotionModel, face: np.ndarray) -> dict[str, np.ndarray]:
