@@ -101,7 +101,9 @@ def lime_weights(
         )
     orthogonal = config.sampling == "orthogonal"
     explainer_class = OrthogonalLimeExplainer if orthogonal else lime_image.LimeImageExplainer
-    explainer = explainer_class(random_state=config.random_state)
+    # "none" keeps every segment, as the default "auto" does when there are more than six, but
+    # without its extra ridge fit per label to rank them first: identical weights (to 1e-15).
+    explainer = explainer_class(feature_selection="none", random_state=config.random_state)
     explanation = explainer.explain_instance(
         face,
         classify,
