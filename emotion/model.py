@@ -245,12 +245,11 @@ def fold_batchnorms(net: torch.nn.Module) -> torch.nn.Module:
 
     for module in list(net.modules()):
         if isinstance(module, torch.nn.Sequential):
-            names = list(module._modules)
-            for a, b in zip(names, names[1:], strict=False):
-                conv, bn = module._modules[a], module._modules[b]
+            children = list(module.named_children())
+            for (a, conv), (b, bn) in zip(children, children[1:], strict=False):
                 if isinstance(conv, torch.nn.Conv2d) and isinstance(bn, torch.nn.BatchNorm2d):
-                    module._modules[a] = fuse_conv_bn_eval(conv, bn)
-                    module._modules[b] = torch.nn.Identity()
+                    setattr(module, a, fuse_conv_bn_eval(conv, bn))
+                    setattr(module, b, torch.nn.Identity())
         for i in range(1, 4):
             conv, bn = getattr(module, f"conv{i}", None), getattr(module, f"bn{i}", None)
             if isinstance(conv, torch.nn.Conv2d) and isinstance(bn, torch.nn.BatchNorm2d):
