@@ -34,6 +34,7 @@ REQUIREMENTS = (
     "lime",
     "grad-cam",
     "scikit-image",
+    "scipy",
     "numpy",
     "pillow",
     "matplotlib",
