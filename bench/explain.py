@@ -45,6 +45,7 @@ from emotion.explainers.lime import LimeConfig, lime_weights, segment_face
 from emotion.faces import DetectConfig, center_box, crop_face, detect_faces
 from emotion.model import EmotionModel
 from emotion.pipeline import explain
+from emotion.timing import timed
 
 log = logging.getLogger(__name__)
 PARTS = ("detect", "classify", "gradcam", "lime", "total")
@@ -91,31 +92,23 @@ class Baseline:
     def report(self, photo: np.ndarray) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
         """(timings in ms, the face, C×H×W Grad-CAMs)."""
         timings: dict[str, float] = {}
-        start = time.perf_counter()
-        boxes = detect_faces(photo)
-        face = (
-            crop_face(photo, boxes[0], margin=DetectConfig().margin)
-            if boxes
-            else crop_face(photo, center_box(photo), margin=0)
-        )
-        timings["detect"] = _ms_since(start)
-        step = time.perf_counter()
-        self.probabilities(face)
-        timings["classify"] = _ms_since(step)
-        step = time.perf_counter()
-        cams = self.gradcams(face)
-        timings["gradcam"] = _ms_since(step)
-        step = time.perf_counter()
-        lime_image.LimeImageExplainer().explain_instance(
-            face, self.probabilities, top_labels=5, num_samples=1000
-        )
-        timings["lime"] = _ms_since(step)
-        timings["total"] = _ms_since(start)
+        with timed(timings, "total"):
+            with timed(timings, "detect"):
+                boxes = detect_faces(photo)
+                face = (
+                    crop_face(photo, boxes[0], margin=DetectConfig().margin)
+                    if boxes
+                    else crop_face(photo, center_box(photo), margin=0)
+                )
+            with timed(timings, "classify"):
+                self.probabilities(face)
+            with timed(timings, "gradcam"):
+                cams = self.gradcams(face)
+            with timed(timings, "lime"):
+                lime_image.LimeImageExplainer().explain_instance(
+                    face, self.probabilities, top_labels=5, num_samples=1000
+                )
         return timings, face, cams
-
-
-def _ms_since(start: float) -> float:
-    return (time.perf_counter() - start) * 1000
 
 
 def time_reports(

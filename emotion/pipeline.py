@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import numpy as np
@@ -16,19 +15,11 @@ from emotion.explainers.lime import LimeConfig, lime_maps
 from emotion.faces import Box, DetectConfig, ImageInput, center_box, crop_face, detect_faces, load_image
 from emotion.model import EmotionModel
 from emotion.report import FaceResult, Report
+from emotion.timing import timed
 
 METHODS = ("gradcam", "lime")
 ProgressFn = Callable[[float, str], None]
 WholeImage = Literal["never", "if_no_face", "always"]
-
-
-@contextmanager
-def _timed(timings: dict[str, float], key: str) -> Iterator[None]:
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        timings[key] = timings.get(key, 0.0) + (time.perf_counter() - start) * 1000
 
 
 def explain(
@@ -53,16 +44,16 @@ def explain(
         raise ValueError(f"Unknown explanation method(s) {sorted(unknown)}: choose from {METHODS}.")
     timings: dict[str, float] = {}
     total_start = time.perf_counter()
-    with _timed(timings, "load"):
+    with timed(timings, "load"):
         photo = load_image(image)
-    with _timed(timings, "detect"):
+    with timed(timings, "detect"):
         boxes = [] if whole_image == "always" else detect_faces(photo, detect)
     chosen = _choose_faces(photo, boxes, face, whole_image)
     results = []
     for index, box, source in chosen:
         margin = (detect or DetectConfig()).margin if source == "detected" else 0.0
         crop = crop_face(photo, box, margin=margin)
-        with _timed(timings, "classify"):
+        with timed(timings, "classify"):
             # The last block's output comes along: Grad-CAM there needs nothing more (gradcam.py).
             probs, features = model.predict_with_features(crop)
         result = FaceResult(
@@ -110,8 +101,8 @@ def _add_maps(
     progress: ProgressFn | None,
 ) -> None:
     if "gradcam" in methods:
-        with _timed(timings, "gradcam"):
+        with timed(timings, "gradcam"):
             result.maps["gradcam"] = gradcam_maps(model, result.face, features)
     if "lime" in methods:
-        with _timed(timings, "lime"):
+        with timed(timings, "lime"):
             result.maps["lime"], _ = lime_maps(model, result.face, lime, progress=progress)

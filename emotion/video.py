@@ -7,7 +7,6 @@ Grad-CAM (see explainers/gradcam.py). LIME stays out: it needs hundreds of forwa
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,10 +15,11 @@ import cv2
 import numpy as np
 
 from emotion.errors import ImageError
-from emotion.explainers.gradcam import gradcam_maps, gradcams_from_features
+from emotion.explainers.gradcam import gradcams
 from emotion.explainers.render import blend
 from emotion.faces import Box, DetectConfig, crop_face, detect_faces, square_around
 from emotion.model import EmotionModel
+from emotion.timing import timed
 
 # Faces in a webcam or film frame fill a good part of it: the cascade on a ≤288-px copy (its
 # 24-px window is then ~53 px of a 640×480 frame, hence min_size 60) finds as many faces as the
@@ -44,26 +44,19 @@ def analyze_frame(model: EmotionModel, frame: np.ndarray, detect: DetectConfig =
     if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
         raise ImageError(f"A frame must be an H×W×3 uint8 RGB array; got {frame.dtype} {frame.shape}.")
     timings: dict[str, float] = {}
-    start = time.perf_counter()
-    boxes = detect_faces(frame, detect)
-    timings["detect"] = (time.perf_counter() - start) * 1000
     size = model.preprocessing.input_size
-    if not boxes:
-        empty = np.zeros((0, len(model.labels)), np.float32)
-        no_cams = np.zeros((0, len(model.labels), size, size), np.float32)
-        timings["total"] = timings["detect"]
-        return FrameFaces([], [], empty, no_cams, timings)
-    step = time.perf_counter()
-    crops = np.stack([crop_face(frame, box, margin=detect.margin, size=size) for box in boxes])
-    probabilities, features = model.predict_with_features(crops)
-    timings["classify"] = (time.perf_counter() - step) * 1000
-    step = time.perf_counter()
-    if model.has_pooled_linear_head:
-        cams = gradcams_from_features(model, features, (size, size))
-    else:
-        cams = np.stack([np.stack(list(gradcam_maps(model, crop).values())) for crop in crops])
-    timings["gradcam"] = (time.perf_counter() - step) * 1000
-    timings["total"] = (time.perf_counter() - start) * 1000
+    with timed(timings, "total"):
+        with timed(timings, "detect"):
+            boxes = detect_faces(frame, detect)
+        if not boxes:
+            empty = np.zeros((0, len(model.labels)), np.float32)
+            no_cams = np.zeros((0, len(model.labels), size, size), np.float32)
+            return FrameFaces([], [], empty, no_cams, timings)
+        with timed(timings, "classify"):
+            crops = np.stack([crop_face(frame, box, margin=detect.margin, size=size) for box in boxes])
+            probabilities, features = model.predict_with_features(crops)
+        with timed(timings, "gradcam"):
+            cams = gradcams(model, crops, features)
     squares = [square_around(box, detect.margin) for box in boxes]
     return FrameFaces(boxes, squares, probabilities, cams, timings)
 

@@ -31,12 +31,20 @@ def gradcam_maps(
     `features`: the cam layer's output for this face (1×K×h×w, from
     `model.predict_with_features`); passing it saves the forward pass.
     """
+    return dict(zip(model.labels, gradcams(model, face[None], features)[0], strict=True))
+
+
+def gradcams(model: EmotionModel, faces: np.ndarray, features: torch.Tensor | None = None) -> np.ndarray:
+    """N×C×H×W float32 Grad-CAMs in [0, 1] of every label for N faces (N×H×W×3 uint8).
+
+    From the features when the head allows it (computed here if not given), else through
+    pytorch-grad-cam's backward pass face by face.
+    """
     if not model.has_pooled_linear_head:
-        return gradcam_maps_by_backprop(model, face)
+        return np.stack([gradcams_by_backprop(model, face) for face in faces])
     if features is None:
-        _, features = model.predict_with_features(face)
-    maps = gradcams_from_features(model, features, face.shape[:2])[0]
-    return dict(zip(model.labels, maps, strict=True))
+        _, features = model.predict_with_features(faces)
+    return gradcams_from_features(model, features, faces.shape[1:3])
 
 
 def gradcams_from_features(model: EmotionModel, features: torch.Tensor, shape: tuple[int, int]) -> np.ndarray:
@@ -51,8 +59,9 @@ def gradcams_from_features(model: EmotionModel, features: torch.Tensor, shape: t
     return np.stack([scale_cam_image(scale_cam_image(face_cams, (width, height))) for face_cams in cams])
 
 
-def gradcam_maps_by_backprop(model: EmotionModel, face: np.ndarray) -> dict[str, np.ndarray]:
-    """Grad-CAM through pytorch-grad-cam's hooks and one backward pass (any head, any layer)."""
+def gradcams_by_backprop(model: EmotionModel, face: np.ndarray) -> np.ndarray:
+    """C×H×W Grad-CAMs of one face through pytorch-grad-cam's hooks and one backward pass (any
+    head, any layer)."""
     n = len(model.labels)
     batch = model.to_tensor(face).repeat(n, 1, 1, 1)
     targets = [ClassifierOutputTarget(i) for i in range(n)]
@@ -63,7 +72,7 @@ def gradcam_maps_by_backprop(model: EmotionModel, face: np.ndarray) -> dict[str,
     ):
         maps = cam(input_tensor=batch, targets=targets)
     model.net.zero_grad(set_to_none=True)
-    return {label: _to_face_size(m, face.shape[:2]) for label, m in zip(model.labels, maps, strict=True)}
+    return np.stack([_to_face_size(m, face.shape[:2]) for m in maps])
 
 
 def _to_face_size(cam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
