@@ -47,7 +47,6 @@ from emotion.model import EmotionModel
 from emotion.pipeline import explain
 from emotion.timing import timed
 
-log = logging.getLogger(__name__)
 PARTS = ("detect", "classify", "gradcam", "lime", "total")
 REFERENCE_SAMPLES = 1000
 
@@ -148,9 +147,9 @@ def lime_reference_agreement(
     """The project's LIME (`model`, `config`) against 1000-sample lime_image references
     (`reference`, fp32) on the project's segmentation, per face and averaged over faces."""
     rows = []
+    ref_config = replace(config, num_samples=REFERENCE_SAMPLES, batch_size=250, sampling="independent")
     for i, face in enumerate(tqdm(faces, desc="LIME agreement", unit="face")):
         segments = segment_face(face, config)
-        ref_config = replace(config, num_samples=REFERENCE_SAMPLES, batch_size=250, sampling="independent")
         ref = lime_weights(reference, face, segments, replace(ref_config, random_state=1000 + i))
         ref_again = lime_weights(reference, face, segments, replace(ref_config, random_state=2000 + i))
         ours = lime_weights(model, face, segments, config)

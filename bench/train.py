@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bench import describe_device, sync_device
 from emotion.model import build_model, resolve_precision
 from training.augment import AugmentConfig, augment
 
@@ -62,14 +63,12 @@ def run(device: str = "cpu", batch_size: int = 64, steps: int = 10, warmup: int 
         x = augment(model.to_tensor_from_uint8(host), aug, gen)
         optimise(x.contiguous(memory_format=torch.channels_last))
 
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    sync = lambda: sync_device(dev)  # noqa: E731
     model_only, full = _time_interleaved(lambda: optimise(ready), full_step, steps, warmup, sync)
     m_ips = batch_size / statistics.median(model_only)
     f_ips = batch_size / statistics.median(full)
     return {
-        "device": torch.cuda.get_device_name(dev)
-        if dev.type == "cuda"
-        else f"cpu ({torch.get_num_threads()} threads)",
+        "device": describe_device(dev),
         "precision": model.precision,
         "batch_size": batch_size,
         "model_only_img_s": round(m_ips, 1),

@@ -58,30 +58,29 @@ def annotate_video(model, source: Path, out: Path) -> int:
     import cv2
     from tqdm import tqdm
 
-    from emotion.video import analyze_frame, annotate_frame, read_frames
+    from emotion.video import analyze_frame, annotate_frame, frames, open_video
 
-    capture = cv2.VideoCapture(str(source))
+    capture = open_video(source)
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-    capture.release()
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.stem}.partial{out.suffix}")  # a crash leaves no half video at `out`
     writer = None
-    frames = 0
+    written = 0
     try:
-        for frame in tqdm(read_frames(source), total=total, desc=source.name, unit="frame"):
+        for frame in tqdm(frames(capture), total=total, desc=source.name, unit="frame"):
             if writer is None:
                 codec = cv2.VideoWriter_fourcc(*("mp4v" if out.suffix.lower() == ".mp4" else "MJPG"))
                 writer = cv2.VideoWriter(str(partial), codec, fps, (frame.shape[1], frame.shape[0]))
             drawn = annotate_frame(frame, analyze_frame(model, frame), model.labels)
             writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
-            frames += 1
+            written += 1
     finally:
         if writer is not None:
             writer.release()
-    if frames:
+    if written:
         partial.replace(out)
-    return frames
+    return written
 
 
 def write_outputs(report: Report, photo, out: Path) -> list[Path]:

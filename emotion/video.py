@@ -16,7 +16,7 @@ import numpy as np
 
 from emotion.errors import ImageError
 from emotion.explainers.gradcam import gradcams
-from emotion.explainers.render import blend
+from emotion.explainers.render import blend, caption
 from emotion.faces import Box, DetectConfig, crop_face, detect_faces, square_around
 from emotion.model import EmotionModel
 from emotion.timing import timed
@@ -77,18 +77,23 @@ def annotate_frame(frame: np.ndarray, faces: FrameFaces, labels: tuple[str, ...]
             heat = heat[y0 - sq.y : y1 - sq.y, x0 - sq.x : x1 - sq.x]
             out[y0:y1, x0:x1] = blend(out[y0:y1, x0:x1], heat, alpha=0.35)
         cv2.rectangle(out, (box.x, box.y), (box.x + box.w, box.y + box.h), (40, 200, 60), 2)
-        text = f"{labels[top]} {probs[top]:.0%}"
+        text = caption(labels[top], probs[top])
         cv2.putText(out, text, (box.x, max(14, box.y - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (40, 200, 60), 2)
     return out
 
 
-def read_frames(path: str | Path) -> Iterator[np.ndarray]:
-    """RGB frames of a video file, in order."""
+def open_video(path: str | Path) -> cv2.VideoCapture:
+    """An opened capture of a video file, or ImageError saying what to use instead."""
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise ImageError(
             f"Cannot open {path} as a video: use a file OpenCV's FFmpeg reads (MP4, AVI, MKV, WebM)."
         )
+    return capture
+
+
+def frames(capture: cv2.VideoCapture) -> Iterator[np.ndarray]:
+    """RGB frames of an opened capture, in order; the capture is released at the end."""
     try:
         while True:
             ok, bgr = capture.read()
@@ -97,3 +102,8 @@ def read_frames(path: str | Path) -> Iterator[np.ndarray]:
             yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     finally:
         capture.release()
+
+
+def read_frames(path: str | Path) -> Iterator[np.ndarray]:
+    """RGB frames of a video file, in order."""
+    yield from frames(open_video(path))

@@ -35,12 +35,17 @@ def _gradcam_per_class(model, face) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
+def demo_model_fp32(demo_folder):
+    return load_model(demo_folder, precision="fp32")
+
+
+@pytest.fixture(scope="module")
 def faces() -> np.ndarray:
     return make_dataset(1, seed=31).images  # one face of each emotion, unseen in training
 
 
-def test_gradcam_from_the_forward_equals_pytorch_grad_cam_per_class(demo_model, demo_folder, faces):
-    exact = load_model(demo_folder, precision="fp32")
+def test_gradcam_from_the_forward_equals_pytorch_grad_cam_per_class(demo_model, demo_model_fp32, faces):
+    exact = demo_model_fp32
     assert demo_model.has_pooled_linear_head and demo_model.precision == "bf16"
     for face in faces:
         slow = _gradcam_per_class(exact, face)
@@ -168,13 +173,13 @@ def test_bench_explain_times_every_part_of_both_paths(bench_explain):
 
 
 def test_fast_lime_agrees_with_the_1000_sample_reference_as_well_as_another_reference(
-    demo_model, demo_folder
+    demo_model, demo_model_fp32
 ):
     from bench.explain import bench_photos, lime_reference_agreement
-    from emotion import explain, load_model
+    from emotion import explain
     from emotion.explainers.lime import LimeConfig
 
-    reference = load_model(demo_folder, precision="fp32")
+    reference = demo_model_fp32
     photos = bench_photos(8, seed=23)
     faces = [
         explain(demo_model, photo, methods=(), whole_image="if_no_face").faces[0].face for photo in photos

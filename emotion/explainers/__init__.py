@@ -1,4 +1,7 @@
-"""Per-emotion explanations: Grad-CAM, LIME, their overlays, and the `explain` pipeline."""
+"""Per-emotion explanations: Grad-CAM, LIME, their overlays and how alike two of them are.
+
+The `explain` pipeline that runs them lives in `emotion.pipeline`.
+"""
 
 from emotion.explainers.gradcam import gradcam_maps
 from emotion.explainers.lime import LimeConfig, lime_maps

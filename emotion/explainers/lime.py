@@ -72,10 +72,7 @@ def lime_maps(
     segment weight / the label's largest weight, negatives clipped to 0."""
     segments = segment_face(face, config)
     weights = lime_weights(model, face, segments, config, progress=progress)
-    maps = {
-        label: weights_to_map(dict(enumerate(w)), segments)
-        for label, w in zip(model.labels, weights, strict=True)
-    }
+    maps = {label: weights_to_map(w, segments) for label, w in zip(model.labels, weights, strict=True)}
     return maps, segments
 
 
@@ -123,11 +120,10 @@ def lime_weights(
     return weights
 
 
-def weights_to_map(weights: dict[int, float], segments: np.ndarray) -> np.ndarray:
-    """Paint each segment with its positive weight, scaled so the strongest segment is 1."""
-    table = np.zeros(int(segments.max()) + 1, dtype=np.float32)
-    for seg, w in weights.items():
-        table[seg] = max(w, 0.0)
+def weights_to_map(weights: np.ndarray, segments: np.ndarray) -> np.ndarray:
+    """Paint each segment with its positive weight (`weights[s]` for segment s), scaled so the
+    strongest segment is 1."""
+    table = np.maximum(weights, 0.0).astype(np.float32)
     peak = table.max()
     return (table[segments] / peak if peak > 0 else table[segments]).astype(np.float32)
 
