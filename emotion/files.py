@@ -1,4 +1,4 @@
-"""Atomic folder writes: a crash leaves the old folder or none, never a half-written one."""
+"""Atomic writes: a crash leaves the old file or folder or none, never a half-written one."""
 
 from __future__ import annotations
 
@@ -34,3 +34,16 @@ def write_folder_atomically(folder: str | Path, fill: Callable[[Path], T]) -> T:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return result
+
+
+def write_file_atomically(path: str | Path, data: bytes, *, fsync: bool = False) -> None:
+    """Write `data` to a temp name beside `path`, then rename it into place. With `fsync`, the
+    bytes reach the disk before the rename (for files a restart must find whole)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        if fsync:
+            f.flush()
+            os.fsync(f.fileno())
+    os.replace(tmp, path)

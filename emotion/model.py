@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".ckpt", ".pkl")  # never loaded: they can run code
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # Stride 16 instead of 32 (layer4 dilated): at 100×100 the last block then gives a 7×7 map instead
@@ -180,11 +181,9 @@ class EmotionModel:
     def predict_with_features(self, faces: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
         """(N×C probabilities, N×K×h×w float32 output of the last block) from one forward pass:
         what Grad-CAM at the last block needs besides the head's weights."""
-        arr = np.asarray(faces)
-        arr = arr[None] if arr.ndim == 3 else arr
         net = self.inference_net
         with self.autocast():
-            features = net.forward_features(self.to_tensor(arr))
+            features = net.forward_features(self.to_tensor(faces))
             logits = net.forward_head(features)
         return torch.softmax(logits.float(), dim=1).cpu().numpy(), features.float()
 
@@ -374,8 +373,7 @@ def _download(repo_id: str, revision: str | None) -> Path:
 
 
 def _refuse_repo_without_safetensors(repo_id: str, revision: str | None) -> None:
-    # allow_patterns fetched only the config: name the pickle files the repo does hold, so the
-    # error says why they are not loaded instead of just "no weights".
+    # allow_patterns fetched only the config: list what the repo does hold.
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
@@ -383,27 +381,28 @@ def _refuse_repo_without_safetensors(repo_id: str, revision: str | None) -> None
         remote = HfApi().list_repo_files(repo_id, revision=revision)
     except (HfHubHTTPError, OSError):
         remote = []
-    pickles = [f for f in remote if f.endswith((".bin", ".pth", ".pt", ".ckpt", ".pkl"))]
+    raise _no_weights_error(
+        f"Hub repo {repo_id}@{revision or 'main'}", remote, then=f" and push {WEIGHTS_NAME}"
+    )
+
+
+def _no_weights_error(where: str, file_names: list[str], *, then: str = "") -> ModelLoadError:
+    """No safetensors weights in `where`; names the pickle checkpoints it holds instead, if any,
+    so the error says why they are not loaded rather than just "no weights"."""
+    pickles = [name for name in file_names if name.endswith(PICKLE_SUFFIXES)]
     hint = (
-        f" It holds {', '.join(pickles)}: pickle checkpoints are refused because loading them can run "
-        "code. Convert with safetensors.torch.save_file and push model.safetensors."
+        f" It holds {', '.join(pickles)}: pickle checkpoints are not loaded because they can run "
+        f"code. Convert it with safetensors.torch.save_file{then}."
         if pickles
         else ""
     )
-    raise ModelLoadError(f"No {WEIGHTS_NAME} in Hub repo {repo_id}@{revision or 'main'}.{hint}")
+    return ModelLoadError(f"No {WEIGHTS_NAME} in {where}.{hint}")
 
 
 def _load_folder(folder: Path, *, source_label: str) -> EmotionModel:
     config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
     if not weights_path.is_file():
-        pickles = [p.name for p in folder.glob("*") if p.suffix in (".bin", ".pth", ".pt", ".ckpt")]
-        hint = (
-            f" It holds {', '.join(pickles)}: pickle checkpoints are not loaded because they can run "
-            "code. Convert it with safetensors.torch.save_file."
-            if pickles
-            else ""
-        )
-        raise ModelLoadError(f"No {WEIGHTS_NAME} in {source_label}.{hint}")
+        raise _no_weights_error(source_label, [p.name for p in folder.glob("*")])
     if not config_path.is_file():
         raise ModelLoadError(
             f"No {CONFIG_NAME} in {source_label}: it says which network and labels to build."

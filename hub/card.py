@@ -16,6 +16,8 @@ import numpy as np
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from emotion.files import write_file_atomically
+
 if TYPE_CHECKING:  # torch is heavy: a push that fails on its token should fail in a second
     from emotion.model import EmotionModel
 
@@ -153,15 +155,13 @@ def validation_faces(run: RunFiles) -> tuple[np.ndarray, np.ndarray] | None:
     source = data_source(run)
     if not source or not source.startswith("synthetic:"):
         return None
-    from training.synthetic import make_dataset  # lazy: only synthetic runs need the generator
+    from training.synthetic import synthetic_split  # lazy: only synthetic runs need the generator
 
     cfg = run.train_config or {}
-    spec = source.split(":")
-    per_class = int(spec[1])
-    shortcut = spec[2] if len(spec) > 2 else None
-    val_per_class = max(1, round(per_class * float(cfg.get("val_fraction", 0.15))))
-    ds = make_dataset(val_per_class, seed=int(cfg.get("seed", 0)), start=per_class, shortcut_class=shortcut)
-    return np.asarray(ds.images), np.asarray(ds.labels)
+    val = synthetic_split(
+        source, "val", seed=int(cfg.get("seed", 0)), val_fraction=float(cfg.get("val_fraction", 0.15))
+    )
+    return np.asarray(val.images), np.asarray(val.labels)
 
 
 def save_mean_gradcam(
@@ -171,11 +171,12 @@ def save_mean_gradcam(
     path: Path,
     *,
     max_per_class: int = MAX_FACES_PER_CLASS,
-) -> tuple[Path, int]:
-    """One PNG: per class, its Grad-CAM map averaged over its faces, over their mean face."""
+) -> int:
+    """One PNG at `path`: per class, its Grad-CAM map averaged over its faces, over their mean
+    face. Returns how many faces it used."""
     import cv2
 
-    from emotion.explainers.gradcam import gradcam_maps
+    from emotion.explainers.gradcam import gradcams
     from emotion.explainers.render import overlay
 
     tiles, used = [], 0
@@ -185,14 +186,14 @@ def save_mean_gradcam(
             tiles.append(np.full((200, 200, 3), 255, np.uint8))
             continue
         used += len(own)
-        mean_map = np.mean([gradcam_maps(model, face)[label] for face in own], axis=0)
+        mean_map = gradcams(model, own)[:, index].mean(axis=0)  # one batched forward
         mean_face = np.mean(own.astype(np.float32), axis=0).round().astype(np.uint8)
         peak = float(mean_map.max())
         tile = overlay(mean_face, mean_map / peak if peak > 0 else mean_map)
         tiles.append(_caption(tile, f"{label} (n={len(own)})", cv2))
     grid = np.concatenate(tiles, axis=1)
-    _atomic_write_png(path, grid)
-    return path, used
+    _write_png(path, grid)
+    return used
 
 
 def _caption(tile: np.ndarray, text: str, cv2) -> np.ndarray:
@@ -201,12 +202,14 @@ def _caption(tile: np.ndarray, text: str, cv2) -> np.ndarray:
     return np.concatenate([band, tile], axis=0)
 
 
-def _atomic_write_png(path: Path, rgb: np.ndarray) -> None:
+def _write_png(path: Path, rgb: np.ndarray) -> None:
+    import io
+
     from PIL import Image
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(rgb).save(tmp, format="PNG")
-    tmp.replace(path)
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG")
+    write_file_atomically(path, buffer.getvalue())
 
 
 def build_model_card(
@@ -214,10 +217,10 @@ def build_model_card(
     model: EmotionModel,
     options: CardOptions,
     *,
-    mean_gradcam: Path | None,
-    mean_gradcam_count: int = 0,
+    mean_gradcam_count: int | None,
 ) -> ModelCard:
-    """The card, rendered from the template; image links are relative to the repo root."""
+    """The card, rendered from the template; image links are relative to the repo root.
+    `mean_gradcam_count`: faces behind the mean Grad-CAM figure; None when there is none."""
     metrics = run.metrics or {}
     source = data_source(run)
     synthetic = is_synthetic(run, model)
@@ -226,7 +229,7 @@ def build_model_card(
         description = f"synthetic drawn faces ({source})"
     else:
         description = f"`{source}`" if source else "an unrecorded dataset"
-    if mean_gradcam is None:
+    if mean_gradcam_count is None:
         note = (
             "Not shown: the run did not save its validation faces and its data source "
             f"({source or 'unknown'}) cannot be regenerated here. Run `python -m training.evaluate` "
@@ -263,8 +266,8 @@ def build_model_card(
         val_total=sum(val_counts.values()) if val_counts else "?",
         confusion_matrix=CONFUSION_MATRIX if run.plot(CONFUSION_MATRIX) else None,
         curves=CURVES if run.plot(CURVES) else None,
-        mean_gradcam=MEAN_GRADCAM if mean_gradcam is not None else None,
-        mean_gradcam_count=mean_gradcam_count,
+        mean_gradcam=MEAN_GRADCAM if mean_gradcam_count is not None else None,
+        mean_gradcam_count=mean_gradcam_count or 0,
         mean_gradcam_cap=MAX_FACES_PER_CLASS,
         mean_gradcam_note=note,
     )

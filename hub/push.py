@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from emotion.files import write_folder_atomically
+from emotion.files import write_file_atomically, write_folder_atomically
 from hub.card import (
     MEAN_GRADCAM,
     PLOTS,
@@ -26,12 +25,11 @@ from hub.card import (
     save_mean_gradcam,
     validation_faces,
 )
-from hub.errors import HubAuthError, HubError
+from hub.errors import check_token, hub_http_errors
 
 log = logging.getLogger(__name__)
 
 CARD_NAME = "README.md"
-LOGIN_HINT = "Log in with `hf auth login` or set HF_TOKEN to a token with write access (https://huggingface.co/settings/tokens)."
 
 
 @dataclass(frozen=True)
@@ -65,45 +63,28 @@ def prepare_folder(cfg: PushConfig, out: Path, *, write_card: bool = True) -> tu
     extra = {name: path for name in PLOTS if (path := run.plot(name)) is not None}
     model.save(out, extra_files=extra)  # the local save layout, atomically
     if write_card:
-        gradcam, count = _mean_gradcam(run, model, out)
         card = build_model_card(
             run,
             model,
             CardOptions(repo_id=cfg.repo_id, license=cfg.license, datasets=cfg.datasets),
-            mean_gradcam=gradcam,
-            mean_gradcam_count=count,
+            mean_gradcam_count=_mean_gradcam(run, model, out),
         )
-        _atomic_write_text(out / CARD_NAME, str(card))
+        write_file_atomically(out / CARD_NAME, str(card).encode("utf-8"))
     return tuple(sorted(p.name for p in out.iterdir()))
 
 
-def _mean_gradcam(run: RunFiles, model, out: Path) -> tuple[Path | None, int]:
+def _mean_gradcam(run: RunFiles, model, out: Path) -> int | None:
+    """Faces behind the mean Grad-CAM figure written into `out`, or None when none can be drawn."""
     val = validation_faces(run)
     if val is None:
         log.info("No validation faces for %s: the card skips the mean Grad-CAM section.", run.model_dir)
-        return None, 0
+        return None
     return save_mean_gradcam(model, val[0], val[1], out / MEAN_GRADCAM)
 
 
 def dry_run(cfg: PushConfig, out_dir: Path) -> tuple[str, ...]:
     """Write the folder that would be pushed to `out_dir` (replaced atomically); no network."""
     return write_folder_atomically(out_dir, lambda tmp: prepare_folder(cfg, tmp))
-
-
-def check_token(api) -> str:
-    """The user name behind the token; a clear error when there is none or the Hub rejects it."""
-    from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
-
-    try:
-        return api.whoami()["name"]
-    except LocalTokenNotFoundError as err:
-        raise HubAuthError(f"No Hugging Face token found. {LOGIN_HINT}") from err
-    except HfHubHTTPError as err:
-        if err.response is not None and err.response.status_code in (401, 403):
-            raise HubAuthError(
-                f"The Hub rejected your token ({err.response.status_code}). {LOGIN_HINT}"
-            ) from err
-        raise
 
 
 def card_exists(api, repo_id: str, revision: str) -> bool:
@@ -113,11 +94,10 @@ def card_exists(api, repo_id: str, revision: str) -> bool:
 def push(cfg: PushConfig) -> PushResult:
     """Create the repo (and branch) if needed and upload the model, card and plots in one commit."""
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
 
     api = HfApi()
     check_token(api)
-    try:
+    with hub_http_errors(cfg.repo_id, f"Pushing to {cfg.repo_id}@{cfg.revision}"):
         api.create_repo(cfg.repo_id, private=cfg.private, exist_ok=True)
         if cfg.revision != "main":
             api.create_branch(cfg.repo_id, branch=cfg.revision, exist_ok=True)
@@ -141,18 +121,7 @@ def push(cfg: PushConfig) -> PushResult:
             )
         if cfg.tag:
             api.create_tag(cfg.repo_id, tag=cfg.tag, revision=info.oid, exist_ok=False)
-    except HfHubHTTPError as err:
-        status = err.response.status_code if err.response is not None else None
-        if status in (401, 403):
-            raise HubAuthError(f"The Hub refused to write to {cfg.repo_id} ({status}). {LOGIN_HINT}") from err
-        raise HubError(f"Pushing to {cfg.repo_id}@{cfg.revision} failed: {err}") from err
     return PushResult(commit_url=info.commit_url, files=files, card_written=write_card)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def build_parser() -> argparse.ArgumentParser:

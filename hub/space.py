@@ -17,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 
 from emotion.files import write_folder_atomically
-from hub.errors import HubAuthError, HubError
+from hub.errors import HubError, check_token, hub_http_errors
 
 log = logging.getLogger(__name__)
 
@@ -127,13 +127,10 @@ def prepare_folder(cfg: SpaceConfig, out: Path) -> tuple[str, ...]:
 def deploy(cfg: SpaceConfig) -> str:
     """Create (or update) the Space in one commit; set its hardware; return the commit URL."""
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
-
-    from hub.push import LOGIN_HINT, check_token
 
     api = HfApi()
     check_token(api)
-    try:
+    with hub_http_errors(f"Space {cfg.repo_id}", f"Deploying Space {cfg.repo_id}"):
         url = api.create_repo(
             cfg.repo_id,
             repo_type="space",
@@ -151,13 +148,6 @@ def deploy(cfg: SpaceConfig) -> str:
         # create_repo only applies the hardware to a new Space; ask again for an existing one.
         if cfg.hardware:
             api.request_space_hardware(cfg.repo_id, hardware=cfg.hardware)
-    except HfHubHTTPError as err:
-        status = err.response.status_code if err.response is not None else None
-        if status in (401, 403):
-            raise HubAuthError(
-                f"The Hub refused to write to Space {cfg.repo_id} ({status}). {LOGIN_HINT}"
-            ) from err
-        raise HubError(f"Deploying Space {cfg.repo_id} failed: {err}") from err
     log.info("Space %s: %s", url, info.commit_url)
     return info.commit_url
 

@@ -27,6 +27,7 @@ GITATTRIBUTES = (
 # Like the Hub: weights and images go through LFS, small text files are committed inline.
 LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".png", ".jpg", ".jpeg")
 PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
+REPO_TYPE = {prefix: kind for kind, prefix in PREFIX.items()}
 
 
 @dataclass
@@ -217,7 +218,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(200, {"files": files})
 
     def lfs_batch(self, method, body, prefix, repo_id) -> None:
-        repo_type = {"": "model", "datasets/": "dataset", "spaces/": "space"}[prefix or ""]
+        repo_type = REPO_TYPE[prefix or ""]
         if not self._require_auth() or self._find_repo(repo_type, repo_id) is None:
             return
         payload = json.loads(body)
@@ -358,7 +359,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def resolve(self, method, body, prefix, repo_id, revision, filename) -> None:
         head = method == "HEAD"
-        repo_type = {"": "model", "datasets/": "dataset", "spaces/": "space"}[prefix or ""]
+        repo_type = REPO_TYPE[prefix or ""]
         if (repo := self._find_repo(repo_type, repo_id, head=head)) is None:
             return
         commit = repo.resolve(revision)

@@ -19,6 +19,7 @@ from PIL import Image
 
 from emotion.faces import Box, crop_face
 from emotion.labels import EMOTIONS
+from emotion.video import read_frames
 from training.extract import (
     DONE,
     MANIFEST,
@@ -95,13 +96,6 @@ def make_video(path: Path, seed: int, scenes: int, repeat: int) -> list[list[Pla
     return truth
 
 
-def _decoded_frames(path: Path) -> list[np.ndarray]:
-    cap, frames = cv2.VideoCapture(str(path)), []
-    while (read := cap.read())[0]:
-        frames.append(cv2.cvtColor(read[1], cv2.COLOR_BGR2RGB))
-    return frames
-
-
 def _manifest(pool: Path) -> list[dict]:
     return [json.loads(line) for line in (pool / MANIFEST).read_text().splitlines()]
 
@@ -148,7 +142,7 @@ def test_video_faces_are_found_once_each_and_described_in_the_manifest(tmp_path)
     assert summary.duplicates >= len(rows)  # the second examined copy of each face, at least
     assert summary.blurry >= 1  # the blurred scene is detected but too soft to keep
 
-    decoded = _decoded_frames(video)
+    decoded = list(read_frames(video))
     for row in rows:
         assert set(row) == {"source", "frame", "face", "timestamp", "box", "hash", "sharpness", "file"}
         assert row["source"] == str(video.resolve())
@@ -226,7 +220,7 @@ def media(tmp_path_factory) -> list[Path]:
     make_video(root / "b_long.avi", seed=3, scenes=16, repeat=12)
     photos = root / "c_photos"
     photos.mkdir()
-    first = _decoded_frames(root / "a_short.avi")[0]
+    first = next(read_frames(root / "a_short.avi"))
     Image.fromarray(first).save(photos / "same_as_clip.png")
     Image.fromarray(_scene(np.random.default_rng(4), 900, 2)[0]).save(photos / "other.png")
     return [root / "a_short.avi", photos / "other.png", photos / "same_as_clip.png", root / "b_long.avi"]

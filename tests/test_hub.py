@@ -264,8 +264,9 @@ def test_pickle_only_repo_is_refused(hub, tmp_path):
     import io
 
     buf = io.BytesIO()
-    torch.save(build_model("resnet18").net.state_dict(), buf)
-    config = json.dumps(build_model("resnet18").hub_config()).encode()
+    model = build_model("resnet18")
+    torch.save(model.net.state_dict(), buf)
+    config = json.dumps(model.hub_config()).encode()
     hub.add_repo(
         "tester/pickled",
         {"config.json": config, "pytorch_model.bin": buf.getvalue()},

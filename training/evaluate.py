@@ -65,13 +65,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _load(source: str, split: str | None):
     if source.startswith("synthetic:"):
-        from emotion.labels import EMOTIONS
-        from training.data import FaceData
-        from training.synthetic import make_dataset
+        from training.synthetic import synthetic_face_data
 
         # seed 1: never the faces a synthetic:N training run (seed 0) saw
-        ds = make_dataset(int(source.split(":")[1]), seed=1)
-        return FaceData(ds.images, ds.labels, EMOTIONS, [f"synthetic:{i}" for i in range(len(ds.labels))])
+        return synthetic_face_data(int(source.split(":")[1]), seed=1)
     from training.data import load_faces
 
     return load_faces(source, split=split)

@@ -46,6 +46,7 @@ from PIL import Image, UnidentifiedImageError
 
 from emotion.errors import EmotionLensError, ImageError
 from emotion.faces import DetectConfig, crop_face, detect_faces, load_image
+from emotion.files import write_file_atomically
 
 try:  # POSIX only; on Windows the pool is simply not locked.
     import fcntl
@@ -414,10 +415,11 @@ def _repair_jsonl(path: Path) -> None:
     if not path.exists() or path.stat().st_size == 0:
         return
     with open(path, "rb+") as f:
-        data = f.read()
-        if data.endswith(b"\n"):
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) == b"\n":  # the usual case: only the last byte is read
             return
-        keep = data.rfind(b"\n") + 1
+        f.seek(0)
+        keep = f.read().rfind(b"\n") + 1
         f.truncate(keep)
     log.warning("%s: dropped a half-written last line from an interrupted run.", path.name)
 
@@ -455,9 +457,7 @@ def _write_png(path: Path, rgb: np.ndarray) -> None:
     ok, png = cv2.imencode(".png", rgb[:, :, ::-1])
     if not ok:
         raise RuntimeError(f"OpenCV could not encode {path.name}.")
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(png.tobytes())
-    os.replace(tmp, path)
+    write_file_atomically(path, png.tobytes())
 
 
 class FacePool:

@@ -39,6 +39,7 @@ from PIL import Image
 
 from emotion.errors import EmotionLensError
 from emotion.faces import load_image
+from emotion.files import write_file_atomically
 from emotion.labels import EMOTIONS
 
 try:  # POSIX only; without it two servers on one dataset are simply not prevented.
@@ -109,7 +110,7 @@ def _is_hidden(rel: Path) -> bool:
     return any(part.startswith(".") for part in rel.parts)
 
 
-def _read_manifest(pool: Path, manifest: Path) -> list[str]:
+def _read_manifest(manifest: Path) -> list[str]:
     files: list[str] = []
     lines = manifest.read_text(encoding="utf-8").splitlines()
     for number, line in enumerate(lines, 1):
@@ -150,7 +151,7 @@ def _scan(pool: Path, out: Path) -> list[str]:
 def list_pool(pool: Path, out: Path) -> list[str]:
     """The pool's faces in labelling order, relative to `pool`; duplicates and missing files left out."""
     manifest = pool / MANIFEST
-    listed = _read_manifest(pool, manifest) if manifest.is_file() else _scan(pool, out)
+    listed = _read_manifest(manifest) if manifest.is_file() else _scan(pool, out)
     files, seen, missing = [], set(), 0
     for rel in listed:
         if rel in seen:
@@ -323,12 +324,7 @@ class LabelSession:
     def _write_face(self, file: str, label: str, png: bytes) -> None:
         target = self.tree_path(file, label)
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
-        with open(tmp, "wb") as f:
-            f.write(png)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)  # a reader never sees a half-written PNG
+        write_file_atomically(target, png, fsync=True)  # a reader never sees a half-written PNG
 
     def _encode(self, file: str) -> bytes:
         """The face as RGB PNG bytes; read before logging so an unreadable file changes nothing."""
@@ -402,10 +398,6 @@ class LabelSession:
     def position(self, file: str) -> int:
         """The face's place in the pool order, from 0."""
         return self._index[file]
-
-    def label_of(self, file: str) -> str | None:
-        with self._lock:
-            return self._labels.get(file)
 
     def counts(self) -> dict[str, int]:
         """Faces per emotion in the dataset, plus "skip"; in EMOTIONS order."""

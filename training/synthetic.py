@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import io
 import logging
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from emotion.files import write_file_atomically
 from emotion.labels import EMOTIONS
 
 log = logging.getLogger(__name__)
@@ -381,11 +381,26 @@ def make_dataset(
     return SyntheticSet(images=images, labels=labels, masks=masks)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    # A crash mid-write must never leave a truncated PNG that a loader later trips over.
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+def synthetic_face_data(per_class: int, *, seed: int, start: int = 0, shortcut_class: str | None = None):
+    """`make_dataset` as a training.data.FaceData, ids `synthetic:{index}` from `start`."""
+    from training.data import FaceData  # lazy: data.py pulls in PIL and the loaders
+
+    ds = make_dataset(per_class, seed=seed, start=start, shortcut_class=shortcut_class)
+    ids = [f"synthetic:{start + i}" for i in range(len(ds.labels))]
+    return FaceData(ds.images, ds.labels, EMOTIONS, ids)
+
+
+def synthetic_split(spec: str, split: str, *, seed: int, val_fraction: float):
+    """The `train` or `val` FaceData of a `synthetic:N[:shortcut]` data source: N faces per class
+    for training, then round(N·val_fraction) (at least 1) more per class for validation. The one
+    place this rule lives, so a model card can redraw a run's validation faces exactly."""
+    parts = spec.split(":")
+    per_class = int(parts[1])
+    shortcut = parts[2] if len(parts) > 2 else None
+    if split == "train":
+        return synthetic_face_data(per_class, seed=seed, shortcut_class=shortcut)
+    val_per_class = max(1, round(per_class * val_fraction))
+    return synthetic_face_data(val_per_class, seed=seed, start=per_class, shortcut_class=shortcut)
 
 
 def _write_iter(dataset: SyntheticSet, out: Path, first: int = 0) -> Iterator[Path]:
@@ -403,8 +418,8 @@ def _write_iter(dataset: SyntheticSet, out: Path, first: int = 0) -> Iterator[Pa
             raise RuntimeError(f"OpenCV could not encode {stem}.png")
         npz = io.BytesIO()
         np.savez_compressed(npz, **{r: dataset.masks[r][i] for r in REGIONS})
-        _atomic_write(out / "masks" / name / f"{stem}.npz", npz.getvalue())
-        _atomic_write(out / name / f"{stem}.png", png.tobytes())
+        write_file_atomically(out / "masks" / name / f"{stem}.npz", npz.getvalue())
+        write_file_atomically(out / name / f"{stem}.png", png.tobytes())
         yield out / name / f"{stem}.png"
 
 

@@ -26,9 +26,10 @@ import torch.nn.functional as F
 import yaml
 from tqdm.auto import tqdm
 
+from emotion.files import write_file_atomically
 from emotion.model import EmotionModel, build_model, resolve_precision
 from training.augment import AugmentConfig, augment
-from training.loop import warmup_cosine
+from training.loop import to_uint8_tensor, warmup_cosine
 from training.metrics import compute_metrics, format_metrics, save_confusion_matrix, save_curves
 
 log = logging.getLogger(__name__)
@@ -86,28 +87,13 @@ def load_training_data(cfg: TrainConfig):
 
 
 def _synthetic_splits(cfg: TrainConfig):
-    from training.data import FaceData
-    from training.synthetic import make_dataset
+    from training.synthetic import synthetic_split
 
-    spec = cfg.data.split(":")
-    per_class = int(spec[1])
-    shortcut = spec[2] if len(spec) > 2 else None
-    val_per_class = max(1, round(per_class * cfg.val_fraction))
-    out = []
-    for start, n in ((0, per_class), (per_class, val_per_class)):
-        ds = make_dataset(n, seed=cfg.seed, start=start, shortcut_class=shortcut)
-        out.append(
-            FaceData(
-                ds.images, ds.labels, _emotions(), [f"synthetic:{start + i}" for i in range(len(ds.labels))]
-            )
-        )
-    return out[0], out[1]
-
-
-def _emotions() -> tuple[str, ...]:
-    from emotion.labels import EMOTIONS
-
-    return EMOTIONS
+    train, val = (
+        synthetic_split(cfg.data, split, seed=cfg.seed, val_fraction=cfg.val_fraction)
+        for split in ("train", "val")
+    )
+    return train, val
 
 
 class Trainer:
@@ -160,7 +146,7 @@ class Trainer:
         # Faces are decoded once into a uint8 tensor (a quarter of float32's memory); normalising
         # and augmenting happen per batch on the training device, so a GPU is never starved by
         # per-image Python work.
-        x = torch.from_numpy(np.ascontiguousarray(self.train_data.images)).permute(0, 3, 1, 2).contiguous()
+        x = to_uint8_tensor(self.train_data.images)
         y = torch.as_tensor(self.train_data.labels, dtype=torch.long)
         ds = torch.utils.data.TensorDataset(x, y)
         g = torch.Generator().manual_seed(self.cfg.seed)
@@ -312,8 +298,8 @@ class Trainer:
             best_epoch=best["epoch"] + 1,
             epochs_run=len(self.history),
             history=self.history,
-            train_counts=_counts(self.train_data, self.labels),
-            val_counts=_counts(self.val_data, self.labels),
+            train_counts=self.train_data.class_counts(),
+            val_counts=self.val_data.class_counts(),
             world_size=self.acc.num_processes,
             data=self.cfg.data,
         )
@@ -326,7 +312,7 @@ class Trainer:
                 info={"trained_on": self.cfg.data, "val_macro_f1": metrics["macro_f1"]},
             )
             model.save(self.run / "model")
-            _atomic_write_text(self.run / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+            write_file_atomically(self.run / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
             save_confusion_matrix(metrics, self.run / "confusion_matrix.png")
             save_curves(self.history, self.run / "curves.png")
             self._print(format_metrics(metrics))
@@ -359,10 +345,6 @@ class Trainer:
             log.info(message)
 
 
-def _counts(data, labels: tuple[str, ...]) -> dict[str, int]:
-    return dict(zip(labels, np.bincount(data.labels, minlength=len(labels)).tolist(), strict=True))
-
-
 def _default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -371,12 +353,6 @@ def _atomic_save(obj: Any, path: Path) -> None:
     """Write to a temp file, then rename: a kill mid-write leaves the previous checkpoint."""
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
     os.replace(tmp, path)
 
 
