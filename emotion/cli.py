@@ -1,0 +1,33 @@
+"""What every command does with an error the user can fix: one line on stderr, exit code 2.
+
+A traceback is for a bug in Emotion Lens; a missing model, an unreadable image or a bad flag is
+the user's to fix, and the message says how (see emotion.errors).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+
+from emotion.errors import EmotionLensError
+
+Main = Callable[[list[str] | None], int]
+USER_ERROR_EXIT = 2  # as argparse uses for a bad flag
+
+
+def command(main: Main) -> Main:
+    """Wrap a command's `main(argv) -> int`: project errors become `error: …` and exit 2."""
+
+    @functools.wraps(main)
+    def run(argv: list[str] | None = None) -> int:
+        try:
+            return main(argv)
+        except EmotionLensError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return USER_ERROR_EXIT
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+
+    return run
