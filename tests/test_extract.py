@@ -188,14 +188,35 @@ def test_photos_and_folders_with_bad_files_are_reported_and_the_run_goes_on(tmp_
 
     # Rerun through the CLI: finished photos are skipped, bad files reported again (exit 1), and
     # the pool's own PNGs are never taken for input.
-    assert main([str(photos), str(missing), "--out", str(pool), "--workers", "1"]) == 1
+    assert main([str(photos), "--out", str(pool), "--workers", "1"]) == 1
     assert _manifest(pool) == rows
     assert len(_done(pool)) == 3
+
+
+def test_the_command_refuses_a_missing_input_in_one_line_before_any_work(tmp_path, capsys):
+    Image.fromarray(_background(np.random.default_rng(0))).save(tmp_path / "there.png")
+    missing = tmp_path / "typo.png"
+    assert main([str(tmp_path / "there.png"), str(missing), "--out", str(tmp_path / "pool")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: No such file or folder: {missing}. Check the path(s) and rerun."
+    assert not (tmp_path / "pool").exists()  # refused before the pool was made
 
 
 def test_a_second_run_on_the_same_pool_is_refused_while_one_holds_it(tmp_path):
     with FacePool(tmp_path, 6), pytest.raises(ExtractError, match="Another extraction"):
         extract([], tmp_path, SOLO)
+
+
+def test_damaged_pool_journals_are_named_with_the_fix(tmp_path, capsys):
+    (tmp_path / MANIFEST).write_text('{"source": "a", "frame": 0}\n')  # JSON, but not a face record
+    with pytest.raises(ExtractError, match=r"Entry 1 of .*manifest.jsonl has no 'face' field"):
+        extract([], tmp_path, SOLO)
+    (tmp_path / MANIFEST).write_text("")
+    (tmp_path / DONE).write_text('{oops\n{"path": "a", "size": 1, "mtime": 2.0}\n')
+    assert main([str(tmp_path / MANIFEST), "--out", str(tmp_path)]) == 2  # through the command: one line
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "done.jsonl line 1 is not a JSON object" in err
+    assert err.count("\n") == 1
 
 
 def test_config_errors_say_what_to_use(tmp_path, capsys):

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import logging
 import multiprocessing as mp
 import os
@@ -44,9 +43,10 @@ import imagehash
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from emotion.cli import command
 from emotion.errors import EmotionLensError, ImageError
 from emotion.faces import DetectConfig, crop_face, detect_faces, load_image
-from emotion.files import write_file_atomically
+from emotion.files import Journal, write_file_atomically
 
 try:  # POSIX only; on Windows the pool is simply not locked.
     import fcntl
@@ -73,7 +73,8 @@ PROGRESS_EVERY_S = 0.5
 
 
 class ExtractError(EmotionLensError):
-    """The pool cannot be used as asked (held by another run, or its files were damaged by hand)."""
+    """The run cannot start as asked: an input is missing, or the pool is held by another run or
+    was damaged by hand."""
 
 
 class UnreadableMediaError(EmotionLensError):
@@ -410,36 +411,6 @@ def media_kind(path: Path) -> str:
 # Parent side: the pool, written by one process only.
 
 
-def _repair_jsonl(path: Path) -> None:
-    """Cut a half-written last line left by a killed run, so appends start on a fresh line."""
-    if not path.exists() or path.stat().st_size == 0:
-        return
-    with open(path, "rb+") as f:
-        f.seek(-1, os.SEEK_END)
-        if f.read(1) == b"\n":  # the usual case: only the last byte is read
-            return
-        f.seek(0)
-        keep = f.read().rfind(b"\n") + 1
-        f.truncate(keep)
-    log.warning("%s: dropped a half-written last line from an interrupted run.", path.name)
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as err:
-            raise ExtractError(
-                f"Line {n} of {path} is not JSON ({err}): fix or delete that line, then rerun."
-            ) from err
-    return rows
-
-
 def _file_key(path: Path) -> tuple[str, int, float]:
     """What identifies a finished file in done.jsonl: path, size, mtime."""
     st = path.stat()
@@ -460,12 +431,25 @@ def _write_png(path: Path, rgb: np.ndarray) -> None:
     write_file_atomically(path, png.tobytes())
 
 
+def _fields(journal: Journal, keys: tuple[str, ...]) -> Iterator[tuple]:
+    """The values of `keys` in each entry; an entry without them was not written by this tool."""
+    for n, row in enumerate(journal.entries(), 1):
+        try:
+            yield tuple(row[key] for key in keys)
+        except KeyError as err:
+            raise ExtractError(
+                f"Entry {n} of {journal.path} has no {err} field, so this tool did not write it: "
+                f"{str(row)[:200]}. Fix or delete that line, or use another --out."
+            ) from None
+
+
 class FacePool:
     """POOL/faces, manifest.jsonl and done.jsonl; one writer, crash-safe at every step.
 
-    Order of writes for a file: each face PNG (atomic), then its manifest line (flushed); after
-    the file's last face, the manifest is fsynced and only then its done line is written. So a
-    manifest line always has its image, and a done line always has all its faces.
+    Both lists are journals (emotion.files.Journal). Order of writes for a file: each face PNG
+    (atomic), then its manifest line (flushed); after the file's last face, the manifest is
+    fsynced and only then its done line is appended (fsynced). So a manifest line always has its
+    image, and a done line always has all its faces.
     """
 
     def __init__(self, root: Path, hash_threshold: int) -> None:
@@ -477,23 +461,21 @@ class FacePool:
 
     def __enter__(self) -> FacePool:
         (self.root / FACES).mkdir(parents=True, exist_ok=True)
-        self._take_lock()
+        self._take_lock()  # before the journals are opened: opening repairs them
         try:
+            self._manifest = Journal(self.root / MANIFEST)
+            self._done = Journal(self.root / DONE)
             self._load()
         except BaseException:
             self.__exit__()
             raise
-        self._manifest = open(self.root / MANIFEST, "a", encoding="utf-8")  # noqa: SIM115 (closed in __exit__)
-        self._done = open(self.root / DONE, "a", encoding="utf-8")  # noqa: SIM115
         return self
 
     def _load(self) -> None:
-        for name in (MANIFEST, DONE):
-            _repair_jsonl(self.root / name)
-        for row in _read_jsonl(self.root / MANIFEST):
-            self.index.add(int(row["hash"], 16))
-            self.written.add((row["source"], row["frame"], row["face"], row["hash"]))
-        self.finished = {(r["path"], r["size"], r["mtime"]) for r in _read_jsonl(self.root / DONE)}
+        for source, frame, face, hex_hash in _fields(self._manifest, ("source", "frame", "face", "hash")):
+            self.index.add(int(hex_hash, 16))
+            self.written.add((source, frame, face, hex_hash))
+        self.finished = set(_fields(self._done, ("path", "size", "mtime")))
 
     def __exit__(self, *exc) -> None:
         for f in (self._manifest, self._done, self._lock):
@@ -542,12 +524,12 @@ class FacePool:
                 "sharpness": rec.sharpness,
                 "file": f"{FACES}/{folder.name}/{name}",
             }
-            self._manifest.write(json.dumps(row) + "\n")
-            self._manifest.flush()  # the image exists, so the line may go out now
+            # The image exists, so the line may go out now; one fsync for the file's lines below.
+            self._manifest.append(row, sync=False)
             self.index.add(rec.hash)
             self.written.add((source, rec.frame, rec.face, hex_hash))
             summary.kept += 1
-        os.fsync(self._manifest.fileno())
+        self._manifest.sync()
         done = {
             "path": source,
             "size": task.size,
@@ -555,9 +537,7 @@ class FacePool:
             "frames": result.frames,
             "faces": summary.kept - kept_before,
         }
-        self._done.write(json.dumps(done) + "\n")
-        self._done.flush()
-        os.fsync(self._done.fileno())
+        self._done.append(done)
         self.finished.add((source, task.size, task.mtime))
 
 
@@ -735,9 +715,18 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _check_inputs_exist(inputs: list[Path]) -> None:
+    """A path typed on the command line that is not there is a typo: say so before hours of work."""
+    missing = [str(path) for path in inputs if not path.exists()]
+    if missing:
+        raise ExtractError(f"No such file or folder: {', '.join(missing)}. Check the path(s) and rerun.")
+
+
+@command
 def main(argv: list[str] | None = None) -> int:
     """CLI. Exit status 0: every input read; 1: the run finished but some inputs failed (listed in
-    the log); 2: bad arguments, or the pool is busy or damaged; 130: interrupted (rerun to resume)."""
+    the log); 2: bad arguments, a missing input, or the pool is busy or damaged (one line on
+    stderr); 130: interrupted (rerun to resume)."""
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     defaults = ExtractConfig()
@@ -782,13 +771,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     except ValueError as err:
         parser.error(str(err))
+    _check_inputs_exist(args.inputs)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         with logging_redirect_tqdm():
             summary = extract(args.inputs, args.out, config)
-    except ExtractError as err:
-        log.error("%s", err)
-        return 2
     except KeyboardInterrupt:
         log.warning("Interrupted: rerun the same command to resume (finished files are skipped).")
         return 130
