@@ -1,4 +1,4 @@
-"""The labelling page: the log is the state, the tree follows it, a restart carries on."""
+"""Labelling: the journal is the state, the tree follows it, a restart carries on; the page shows it."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ import pytest
 from PIL import Image
 
 from emotion import EMOTIONS
-from training.label import LOG_NAME, LabelError, LabelSession, PageConfig, page_values, tree_name
+from emotion.files import JournalError
+from training.label import LOG_NAME, LabelError, LabelSession, main, tree_name
+from training.label_page import PageConfig, page_values
 from training.synthetic import make_face
 
 from .conftest import serve
@@ -151,7 +153,7 @@ def test_a_line_cut_short_by_a_crash_is_ignored_with_a_warning(pool, out, caplog
         before = (s.current(), s.counts(), _tree(out))
     with open(out / LOG_NAME, "ab") as f:
         f.write(b'{"file": "clip_a/face_2.png", "lab')  # the crash hit mid-write
-    with caplog.at_level(logging.WARNING, logger="training.label"), LabelSession(pool, out) as s:
+    with caplog.at_level(logging.WARNING), LabelSession(pool, out) as s:
         assert (s.current(), s.counts(), _tree(out)) == before
         s.assign("angry")  # the next line must not land on the broken one
     assert any("cut short by a crash" in r.message for r in caplog.records)
@@ -160,8 +162,25 @@ def test_a_line_cut_short_by_a_crash_is_ignored_with_a_warning(pool, out, caplog
     # A broken line in the middle is not a crash: refuse to guess.
     lines = (out / LOG_NAME).read_text().splitlines()
     (out / LOG_NAME).write_text("\n".join([lines[0], "{oops", *lines[1:]]) + "\n")
-    with pytest.raises(LabelError, match="line 2 is not a valid entry"):
+    with pytest.raises(JournalError, match=f"{LOG_NAME} line 2 is not a JSON object"):
         LabelSession(pool, out)
+
+
+def test_a_whole_entry_that_is_no_decision_is_refused_wherever_it_is(pool, out):
+    """Valid JSON that this session could not have written was edited by hand: name it, drop nothing."""
+    with LabelSession(pool, out) as s:
+        s.assign("happy")
+    with open(out / LOG_NAME, "a") as f:
+        f.write(json.dumps({"file": "clip_a/face_1.png", "label": "hapy"}) + "\n")
+    with pytest.raises(LabelError, match=r"Entry 2 of .*labels.jsonl is not a valid decision.*hapy"):
+        LabelSession(pool, out)
+    assert len(_log_entries(out)) == 2  # refused, not repaired
+
+
+def test_the_command_prints_one_line_and_exits_2_on_a_missing_pool(tmp_path, capsys):
+    assert main([str(tmp_path / "nowhere"), "--out", str(tmp_path / "dataset")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: The face pool") and "\n" not in err and "Traceback" not in err
 
 
 def test_the_tree_is_repaired_from_the_log_at_start(pool, out):

@@ -1,54 +1,39 @@
 """`python -m training.label POOL --out DATASET [--host H] [--port P]`: sort faces by hand.
 
-A Gradio page that shows the faces of a pool (the output of `training/extract.py`, or any
-folder of PNG/JPEG faces) one at a time, large, with the next few beside it; a click or a key
-(1-5 for the emotions, 0 or s to skip, u or Backspace to undo) sorts the face and shows the next.
+This module is the labelling session, without Gradio: the pool's order, the decisions, their
+journal and the dataset tree. The page and the command that starts it are in
+`training/label_page.py` (`main` here hands over to it).
 
-Every decision is appended to DATASET/labels.jsonl (flushed and fsynced) before anything else
-happens, and the session state is only ever rebuilt by replaying that log: closing the page,
-killing the server or a power cut loses at most the click that was in flight, and a restart
-carries on at the first unsorted face. The ImageFolder tree DATASET/<emotion>/<name>.png that
-`training/data.py` reads is derived from the log and repaired from it at every start.
+Every decision is appended to DATASET/labels.jsonl (an `emotion.files.Journal`: fsynced, a torn
+last line cut off at the next start) before anything else happens, and the session state is only
+ever rebuilt by replaying that journal: closing the page, killing the server or a power cut loses
+at most the click that was in flight, and a restart carries on at the first unsorted face. The
+ImageFolder tree DATASET/<emotion>/<name>.png that `training/data.py` reads is derived from the
+journal and repaired from it at every start.
 
 Pool order: POOL/manifest.jsonl (lines with a "file" key relative to POOL) if it exists,
 otherwise every image under POOL sorted by relative path. Faces added to the pool while the page
 runs are picked up at the next start.
-
-For scripts (gradio_client), the page has three JSON endpoints: `/label` (label: an emotion or
-"skip") sorts the current face, `/undo` takes back the last decision, `/status` says where the
-session stands. Each returns {"current", "done", "total", "skipped", "counts"} (+ what it did).
 """
 
 from __future__ import annotations
 
-import argparse
 import io
-import json
 import logging
 import os
 import sys
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import numpy as np
 from PIL import Image
 
 from emotion.errors import EmotionLensError
 from emotion.faces import load_image
-from emotion.files import write_file_atomically
+from emotion.files import Journal, JournalBusyError, read_journal, write_file_atomically
 from emotion.labels import EMOTIONS
-
-try:  # POSIX only; without it two servers on one dataset are simply not prevented.
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None
-
-if TYPE_CHECKING:  # gradio is imported only where the page is built: the core runs without it
-    import gradio as gr
 
 log = logging.getLogger("training.label")  # not __name__: that is "__main__" under `python -m`
 
@@ -111,22 +96,16 @@ def _is_hidden(rel: Path) -> bool:
 
 
 def _read_manifest(manifest: Path) -> list[str]:
+    # Read-only: the extractor may still be appending to its journal (a torn last line is skipped).
     files: list[str] = []
-    lines = manifest.read_text(encoding="utf-8").splitlines()
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+    for number, entry in enumerate(read_journal(manifest), 1):
         try:
-            entry = json.loads(line)
             rel = Path(entry["file"])
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
-            # The extractor may have been killed mid-line; one bad line must not block labelling.
-            log.warning(
-                "%s line %d is not a JSON object with a 'file' key (%s); ignored.", manifest, number, err
-            )
+        except (KeyError, TypeError) as err:
+            log.warning("%s entry %d has no file name (%s); ignored.", manifest, number, err)
             continue
         if rel.is_absolute() or ".." in rel.parts:
-            log.warning("%s line %d names %s, outside the pool; ignored.", manifest, number, rel)
+            log.warning("%s entry %d names %s, outside the pool; ignored.", manifest, number, rel)
             continue
         files.append(rel.as_posix())
     return files
@@ -167,11 +146,11 @@ def list_pool(pool: Path, out: Path) -> list[str]:
 
 
 class LabelSession:
-    """Sorting one pool of faces into DATASET; the log DATASET/labels.jsonl is the only state.
+    """Sorting one pool of faces into DATASET; the journal DATASET/labels.jsonl is the only state.
 
-    No Gradio here: the page (`build_page`) and tests drive this class. Safe to call from the
-    several threads a Gradio server uses. Use as a context manager, or call `close()`, to
-    release the lock on the log before another session opens the same DATASET.
+    No Gradio here: the page (`training.label_page.build_page`) and tests drive this class. Safe
+    to call from the several threads a Gradio server uses. Use as a context manager, or call
+    `close()`, to release the lock on the log before another session opens the same DATASET.
     """
 
     def __init__(self, pool: str | Path, out: str | Path) -> None:
@@ -198,11 +177,9 @@ class LabelSession:
         self._seen: set[str] = set()  # every file the log names: the tree files this session owns
         self._next = 0  # no undecided pool face before this index
 
-        self.out.mkdir(parents=True, exist_ok=True)
         self.log_path = self.out / LOG_NAME
-        self._log = open(self.log_path, "ab+")  # noqa: SIM115 - held for the session, closed in close()
+        self._log = self._open_log()
         try:
-            self._hold_lock()
             self._replay()
             self._repair_tree()
         except BaseException:
@@ -220,54 +197,25 @@ class LabelSession:
 
     # -- the log ---------------------------------------------------------------------------
 
-    def _hold_lock(self) -> None:
-        if fcntl is None:
-            return
+    def _open_log(self) -> Journal:
         try:
-            fcntl.flock(self._log.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            return Journal(self.log_path, exclusive=True)  # held for the session, closed in close()
+        except JournalBusyError:
             raise LabelError(
                 f"{self.log_path} is in use by another labelling session (a second "
                 "`python -m training.label` with the same --out?). Close that one first."
             ) from None
 
     def _replay(self) -> None:
-        self._log.seek(0)
-        data = self._log.read()
-        lines = data.split(b"\n")  # the last item is b"" when the log ends with a newline
-        last = max((i for i, raw in enumerate(lines) if raw.strip()), default=-1)
-        offset = 0
-        for i, raw in enumerate(lines):
-            start, offset = offset, offset + len(raw) + 1
-            if not raw.strip():
-                continue
+        for number, entry in enumerate(self._log.entries(), 1):
             try:
-                entry = json.loads(raw)
-                if not isinstance(entry, dict):
-                    raise TypeError(f"a JSON {type(entry).__name__}, not an object")
                 self._apply(entry)
-            except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as err:
-                if i < last:
-                    raise LabelError(
-                        f"{self.log_path} line {i + 1} is not a valid entry ({err}): {raw[:200]!r}. "
-                        "Fix or delete that line by hand, then start again."
-                    ) from err
-                # The last line: a write cut short by a crash. That click never finished, so it is
-                # dropped, and cut off so the next entry does not land on the same line.
-                self._drop_tail(start, raw, err)
-                return
-        if data and not data.endswith(b"\n"):
-            self._append_raw(b"\n")  # a valid last line without its newline (edited by hand)
-
-    def _drop_tail(self, start: int, raw: bytes, err: Exception) -> None:
-        log.warning(
-            "The last line of %s is not a valid entry (%s), most likely a write cut short by a "
-            "crash; it is ignored and removed: %r",
-            self.log_path, err, raw[:200],
-        )  # fmt: skip
-        self._log.truncate(start)
-        self._log.flush()
-        os.fsync(self._log.fileno())
+            except (KeyError, TypeError, ValueError) as err:
+                # Whole JSON that is not a decision this session could have written: edited by hand.
+                raise LabelError(
+                    f"Entry {number} of {self.log_path} is not a valid decision ({err}): "
+                    f"{str(entry)[:200]}. Fix or delete that line by hand, then start again."
+                ) from err
 
     def _apply(self, entry: dict[str, Any]) -> None:
         """Apply one log entry to the in-memory state; ValueError/KeyError/TypeError if it is not valid."""
@@ -291,13 +239,8 @@ class LabelSession:
         self._seen.add(file)
 
     def _append(self, entry: dict[str, Any]) -> None:
-        # On disk before the tree changes, so the tree can always be rebuilt from the log.
-        self._append_raw(json.dumps(entry, ensure_ascii=False).encode() + b"\n")
-
-    def _append_raw(self, data: bytes) -> None:
-        self._log.write(data)  # one write per line: a crash cuts at most the last line
-        self._log.flush()
-        os.fsync(self._log.fileno())
+        # On disk (fsynced) before the tree changes, so the tree can always be rebuilt from the log.
+        self._log.append(entry)
 
     # -- the ImageFolder tree --------------------------------------------------------------
 
@@ -478,267 +421,13 @@ class LabelSession:
         self.close()
 
 
-# == the page: wiring only ==================================================================
-
-
-@dataclass(frozen=True)
-class PageConfig:
-    host: str = "127.0.0.1"
-    port: int = 7861
-    zoom_px: int = 300  # the current face is upscaled (nearest) to about this size
-    strip: int = 8  # how many upcoming faces the strip shows
-
-
-KEYS = {
-    **{str(i): e for i, e in enumerate(EMOTIONS, 1)},
-    "0": SKIP,
-    "s": SKIP,
-    "u": "undo",
-    "Backspace": "undo",
-}
-
-
-def button_id(action: str) -> str:
-    return f"label-{action}"
-
-
-# Keys click the buttons (so keyboard and mouse take the same path). Keys typed into a field are
-# left alone; held keys do not repeat, so one press is one decision.
-KEYS_JS = """
-() => {
-  const keys = __KEYS__;
-  document.addEventListener("keydown", (event) => {
-    if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
-    const target = event.target;
-    const typing = ["INPUT", "TEXTAREA", "SELECT"];
-    if (target && (target.isContentEditable || typing.includes(target.tagName))) return;
-    const id = keys[event.key] || keys[event.key.toLowerCase()];
-    if (!id) return;
-    const button = document.getElementById(id);
-    if (!button || button.disabled) return;
-    event.preventDefault();  // Backspace must not navigate away
-    button.click();
-  });
-}
-""".replace("__KEYS__", json.dumps({key: button_id(action) for key, action in KEYS.items()}))
-
-CSS = """
-#label-face img { image-rendering: pixelated; }
-#label-strip img { image-rendering: pixelated; }
-"""
-
-
-def zoom(face: np.ndarray, size: int) -> np.ndarray:
-    """Upscale by a whole factor with nearest neighbour: every pixel the model will see, none invented."""
-    factor = max(1, round(size / max(face.shape[:2])))
-    return np.repeat(np.repeat(face, factor, axis=0), factor, axis=1)
-
-
-def status(session: LabelSession) -> dict[str, Any]:
-    """A JSON-able picture of the session, returned by the API endpoints."""
-    p = session.progress()
-    return {
-        "current": session.current(),
-        "done": p.done,
-        "total": p.total,
-        "skipped": p.skipped,
-        "counts": session.counts(),
-    }
-
-
-def _progress_text(p: Progress) -> str:
-    if p.remaining == 0:
-        return f"### All done: {p.total} of {p.total} faces sorted ({p.skipped} skipped)."
-    return (
-        f"**{p.done} / {p.total}** faces sorted ({100 * p.fraction:.1f} %) · "
-        f"{p.skipped} skipped · {p.remaining} to go"
-    )
-
-
-def _counts_text(counts: dict[str, int]) -> str:
-    head = " | ".join(EMOTIONS)
-    row = " | ".join(str(counts[e]) for e in EMOTIONS)
-    return f"| {head} | skipped |\n|{'---|' * (len(EMOTIONS) + 1)}\n| {row} | {counts[SKIP]} |"
-
-
-def page_values(session: LabelSession, config: PageConfig, note: str = "") -> tuple:
-    """Everything the page shows, in the order of `build_page`'s outputs."""
-    import gradio as gr
-
-    current = session.current()
-    p = session.progress()
-    if current is None:
-        face, where = (
-            None,
-            (
-                f"## All done\nEvery face of the pool is sorted; the dataset is in `{session.out}`. "
-                "Press **undo** (u) to change the last decision, or add faces to the pool and start again."
-            ),
-        )
-    else:
-        where = f"Face **{session.position(current) + 1}** of {p.total}: `{current}`"
-        try:
-            face = zoom(load_image(session.pool / current), config.zoom_px)
-        except EmotionLensError as err:
-            face, where = None, f"{where}\n\n⚠️ {err} Press **skip** (0 or s)."
-    strip = [(str(session.pool / f), f"+{i}") for i, f in enumerate(session.upcoming(config.strip), 1)]
-    buttons = [gr.Button(interactive=current is not None) for _ in LABELS]
-    return (
-        gr.update(value=face, visible=current is not None),  # no empty frame once all are done
-        where,
-        gr.update(value=strip, visible=bool(strip)),
-        _progress_text(p),
-        gr.Slider(value=p.done, maximum=p.total),
-        _counts_text(session.counts()),
-        note,
-        current,
-        *buttons,
-    )
-
-
-def build_page(session: LabelSession, config: PageConfig = PageConfig()) -> gr.Blocks:
-    """The labelling page for `session`; launch it with `js=KEYS_JS, css=CSS` for the keys to work."""
-    import gradio as gr
-
-    def act(label: str, shown: str | None):
-        if shown is None:  # no face on this page yet (still loading, or all done): nothing was seen
-            return page_values(session, config)
-        try:
-            done = session.assign(label, file=shown)
-        except StaleFaceError as err:
-            gr.Warning(str(err))  # not an error: the page simply catches up
-            return page_values(session, config)
-        except LabelError as err:
-            raise gr.Error(str(err)) from err
-        word = "skipped" if done.label == SKIP else f"→ **{done.label}**"
-        return page_values(session, config, f"`{done.file}` {word}")
-
-    def take_back():
-        try:
-            undone = session.undo()
-        except LabelError as err:
-            raise gr.Error(str(err)) from err
-        return page_values(session, config, f"↩ undid `{undone.file}` (was {undone.label})")
-
-    def api_label(label: str) -> dict:
-        """Sort the current face as `label` (an emotion or "skip"); returns it and the new status."""
-        try:
-            done = session.assign(label)
-        except LabelError as err:
-            raise gr.Error(str(err)) from err
-        return {"file": done.file, "label": done.label, **status(session)}
-
-    def api_undo() -> dict:
-        """Take back the last decision; returns it and the new status."""
-        try:
-            undone = session.undo()
-        except LabelError as err:
-            raise gr.Error(str(err)) from err
-        return {"undone": undone.file, "label": undone.label, **status(session)}
-
-    def api_status() -> dict:
-        """Where the session stands: current face, progress and counts per emotion."""
-        return status(session)
-
-    total = len(session.files)
-    with gr.Blocks(title="Emotion Lens · label faces", delete_cache=(3600, 3600)) as page:
-        # delete_cache: every shown face is written to Gradio's cache; 30k faces would fill /tmp.
-        gr.Markdown(
-            f"# Sort faces into emotions\nPool `{session.pool}` → dataset `{session.out}`. "
-            "Click or press the key on a button. Every decision is saved at once: stop any time, "
-            "start again with the same folders to carry on."
-        )
-        with gr.Row():
-            with gr.Column(scale=0, min_width=340):
-                face = gr.Image(
-                    label="Current face",
-                    elem_id="label-face",
-                    interactive=False,
-                    height=config.zoom_px + 40,
-                    width=config.zoom_px + 20,
-                    buttons=[],
-                    format="png",  # lossless: the exact pixels that go into the dataset
-                )
-                where = gr.Markdown()
-            with gr.Column(scale=1):
-                with gr.Row():
-                    buttons = [
-                        gr.Button(f"{i} · {e}", elem_id=button_id(e), variant="primary", min_width=90)
-                        for i, e in enumerate(EMOTIONS, 1)
-                    ]
-                with gr.Row():
-                    skip = gr.Button("0 / s · skip", elem_id=button_id(SKIP), variant="secondary")
-                    undo = gr.Button("u / ⌫ · undo", elem_id=button_id("undo"), variant="stop")
-                note = gr.Markdown()
-                progress_md = gr.Markdown()
-                bar = gr.Slider(0, total, value=0, step=1, label="Sorted", interactive=False, buttons=[])
-                counts = gr.Markdown()
-        strip = gr.Gallery(
-            label=f"Next {config.strip}",
-            elem_id="label-strip",
-            columns=config.strip,
-            rows=1,
-            height=200,  # one row of thumbnails; "auto" leaves a tall empty box
-            object_fit="contain",
-            allow_preview=False,
-            interactive=False,
-            buttons=[],
-        )
-        shown = gr.State(None)  # the face this tab shows, so a stale tab cannot label another one
-
-        outputs = [face, where, strip, progress_md, bar, counts, note, shown, *buttons, skip]
-        for label, button in zip(LABELS, [*buttons, skip], strict=True):
-            button.click(partial(act, label), [shown], outputs, api_visibility="private")
-        undo.click(take_back, None, outputs, api_visibility="private")
-        page.load(partial(page_values, session, config), None, outputs, api_visibility="private")
-        # For scripts and tests (gradio_client): JSON in, JSON out, no images.
-        gr.api(api_label, api_name="label")
-        gr.api(api_undo, api_name="undo")
-        gr.api(api_status, api_name="status")
-    return page
-
-
-# == CLI ====================================================================================
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m training.label",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "pool", type=Path, help="folder of face images (with manifest.jsonl if the extractor wrote one)"
-    )
-    parser.add_argument(
-        "--out", type=Path, required=True, help="dataset folder: labels.jsonl + <emotion>/ folders"
-    )
-    parser.add_argument("--host", default=PageConfig.host)
-    parser.add_argument("--port", type=int, default=PageConfig.port)
-    return parser.parse_args(argv)
-
-
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own start-up requests
-    args = parse_args(argv)
-    config = PageConfig(host=args.host, port=args.port)
-    try:
-        session = LabelSession(args.pool, args.out)
-    except LabelError as err:
-        log.error("%s", err)
-        return 2
-    with session:
-        page = build_page(session, config)
-        page.queue().launch(
-            server_name=config.host,
-            server_port=config.port,
-            show_error=True,
-            allowed_paths=[str(session.pool.resolve())],  # the strip shows pool files as they are
-            js=KEYS_JS,
-            css=CSS,
-        )
-    return 0
+    """The command `python -m training.label`; it lives with the page it starts."""
+    # Imported here, not at the top: the page imports this module (and, run as __main__, imports
+    # it again under its own name, so the session's classes are the ones the page catches).
+    from training.label_page import main as serve_page
+
+    return serve_page(argv)
 
 
 if __name__ == "__main__":
