@@ -15,3 +15,23 @@ class NoFaceError(EmotionLensError):
 
 class ModelLoadError(EmotionLensError):
     """A model source is missing, incomplete, pickled or inconsistent with its config."""
+
+
+class UnknownMethodError(EmotionLensError, ValueError):
+    """An explanation method that is not registered (see emotion.explainers.registry)."""
+
+
+class FaceIndexError(EmotionLensError, IndexError):
+    """The face asked for is not among those found. `index` is the number asked for (0-based),
+    `count` how many faces were found, so a page that numbers faces from 1 can word its own
+    message."""
+
+    def __init__(self, index: object, count: int) -> None:
+        self.index, self.count = index, count
+        super().__init__(
+            f"Face {index!r} does not exist: {count} face(s) found, numbered from 0 (0 = the largest). "
+            f"Pass face=0 to {count - 1}, or face='all'."
+        )
+
+    def __reduce__(self):
+        return type(self), (self.index, self.count)

@@ -2,64 +2,53 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Literal
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from emotion.errors import NoFaceError
-from emotion.explainers.gradcam import gradcam_maps
-from emotion.explainers.lime import LimeConfig, lime_maps
+from emotion.errors import FaceIndexError, NoFaceError
+from emotion.explainers.registry import Explainer, ProgressFn, check_configs, resolve_methods
 from emotion.faces import Box, DetectConfig, ImageInput, center_box, crop_face, detect_faces, load_image
 from emotion.model import EmotionModel
 from emotion.report import FaceResult, Report
 from emotion.timing import timed
 
-METHODS = ("gradcam", "lime")
-ProgressFn = Callable[[float, str], None]
 WholeImage = Literal["never", "if_no_face", "always"]
 
 
 def explain(
     model: EmotionModel,
     image: ImageInput,
-    methods: Sequence[str] = METHODS,
+    methods: Sequence[str] | None = None,
     *,
     face: int | Literal["all"] = 0,
     whole_image: WholeImage = "never",
     detect: DetectConfig | None = None,
-    lime: LimeConfig | None = None,
     progress: ProgressFn | None = None,
+    **configs: Any,
 ) -> Report:
     """Classify the face(s) in `image` and explain every emotion with each of `methods`.
 
+    `methods`: registered explanation methods (emotion.explainers.registry), None for the
+    default ones (gradcam and lime); they run and are reported in the registry's order.
     `face` picks which detected face to explain (0 = largest) or "all". `whole_image` says when
     the centred square of the photo stands in for a face: never (no face → NoFaceError), only if
-    no face is found, or always (the input is already a face crop).
+    no face is found, or always (the input is already a face crop). A method's settings go by
+    its name: `lime=LimeConfig(num_samples=256)`.
     """
-    unknown = set(methods) - set(METHODS)
-    if unknown:
-        raise ValueError(f"Unknown explanation method(s) {sorted(unknown)}: choose from {METHODS}.")
+    chosen_methods = resolve_methods(methods)
+    check_configs(configs)
     timings: dict[str, float] = {}
     with timed(timings, "total"):
         with timed(timings, "load"):
             photo = load_image(image)
         with timed(timings, "detect"):
             boxes = [] if whole_image == "always" else detect_faces(photo, detect)
-        chosen = _choose_faces(photo, boxes, face, whole_image)
-        results = []
-        for index, box, source in chosen:
-            margin = (detect or DetectConfig()).margin if source == "detected" else 0.0
-            crop = crop_face(photo, box, margin=margin)
-            with timed(timings, "classify"):
-                # The last block's output comes along: Grad-CAM there needs nothing more (gradcam.py).
-                probs, features = model.predict_with_features(crop)
-            result = FaceResult(
-                index, box, source, crop, dict(zip(model.labels, map(float, probs[0]), strict=True))
-            )
-            _add_maps(model, result, features, methods, timings, lime or LimeConfig(), progress)
-            results.append(result)
+        results, features = _classify(model, photo, boxes, face, whole_image, detect, timings)
+        for explainer in chosen_methods:
+            _add_maps(model, explainer, results, features, timings, progress, configs.get(explainer.name))
     return Report(
         image_size=(photo.shape[1], photo.shape[0]),
         boxes=boxes,
@@ -69,6 +58,31 @@ def explain(
         cam_layer=model.cam_layer_name,
         timings_ms=timings,
     )
+
+
+def _classify(
+    model: EmotionModel,
+    photo: np.ndarray,
+    boxes: list[Box],
+    face: int | str,
+    whole_image: WholeImage,
+    detect: DetectConfig | None,
+    timings: dict[str, float],
+) -> tuple[list[FaceResult], torch.Tensor]:
+    """The chosen faces cut out and classified in one batch, and the forward's features, which
+    Grad-CAM at the last block needs and nothing more (explainers/gradcam.py)."""
+    margin = (detect or DetectConfig()).margin
+    chosen = _choose_faces(photo, boxes, face, whole_image)
+    crops = [
+        crop_face(photo, box, margin=margin if source == "detected" else 0.0) for _, box, source in chosen
+    ]
+    with timed(timings, "classify"):
+        probs, features = model.predict_with_features(np.stack(crops))
+    results = [
+        FaceResult(index, box, source, crop, dict(zip(model.labels, map(float, p), strict=True)))
+        for (index, box, source), crop, p in zip(chosen, crops, probs, strict=True)
+    ]
+    return results, features
 
 
 def _choose_faces(
@@ -85,22 +99,21 @@ def _choose_faces(
     if face == "all":
         return [(i, b, "detected") for i, b in enumerate(boxes)]
     if not isinstance(face, int) or not 0 <= face < len(boxes):
-        raise ValueError(f"Face {face!r} does not exist: {len(boxes)} face(s) found, numbered from 0.")
+        raise FaceIndexError(face, len(boxes))
     return [(face, boxes[face], "detected")]
 
 
 def _add_maps(
     model: EmotionModel,
-    result: FaceResult,
+    explainer: Explainer,
+    results: list[FaceResult],
     features: torch.Tensor,
-    methods: Sequence[str],
     timings: dict[str, float],
-    lime: LimeConfig,
     progress: ProgressFn | None,
+    config: Any,
 ) -> None:
-    if "gradcam" in methods:
-        with timed(timings, "gradcam"):
-            result.maps["gradcam"] = gradcam_maps(model, result.face, features)
-    if "lime" in methods:
-        with timed(timings, "lime"):
-            result.maps["lime"], _ = lime_maps(model, result.face, lime, progress=progress)
+    faces = np.stack([result.face for result in results])
+    with timed(timings, explainer.name):
+        maps = explainer(model, faces, features, progress=progress, config=config)
+    for result, face_maps in zip(results, maps, strict=True):
+        result.maps[explainer.name] = face_maps

@@ -17,7 +17,8 @@ class FaceResult:
     source: str  # "detected" or "whole image" (no face found, centred square used)
     face: np.ndarray  # the 100×100×3 uint8 crop the model saw
     probs: dict[str, float]  # label → probability; sums to 1
-    maps: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # method → label → H×W
+    # method → label → H×W float32 in [0, 1], methods in the registry's order
+    maps: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
     @property
     def top(self) -> str:
@@ -30,7 +31,7 @@ class FaceResult:
             "source": self.source,
             "top": self.top,
             "probs": {k: round(float(v), 6) for k, v in self.probs.items()},
-            "methods": sorted(self.maps),
+            "methods": list(self.maps),  # in the registry's order (emotion.explainers.registry)
         }
 
 

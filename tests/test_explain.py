@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from emotion import EMOTIONS, NoFaceError, explain
-from emotion.explainers.lime import LimeConfig, lime_maps, segment_face
+from emotion.errors import FaceIndexError, UnknownMethodError
+from emotion.explainers.gradcam import GRADCAM
+from emotion.explainers.lime import LIME, LimeConfig, segment_face
 
 FAST_LIME = LimeConfig(num_samples=120, batch_size=120)
 
@@ -51,17 +53,33 @@ def test_no_face_is_an_error_unless_the_whole_image_is_allowed(untrained_model):
 
 
 def test_unknown_method_and_face_number_are_clear_errors(untrained_model, astronaut):
-    with pytest.raises(ValueError, match="Unknown explanation method"):
+    with pytest.raises(UnknownMethodError, match="'shap': choose from gradcam, lime"):
         explain(untrained_model, astronaut, methods=("shap",))
-    with pytest.raises(ValueError, match="1 face"):
+    with pytest.raises(UnknownMethodError, match="'limme'"):
+        explain(untrained_model, astronaut, limme=LimeConfig())  # a misspelt method's settings
+    with pytest.raises(FaceIndexError, match="1 face\\(s\\) found, numbered from 0") as caught:
         explain(untrained_model, astronaut, methods=(), face=3)
+    assert (caught.value.index, caught.value.count) == (3, 1)
+    with pytest.raises(FaceIndexError):
+        explain(untrained_model, astronaut, methods=(), face=-1)
+
+
+def test_all_faces_are_classified_and_explained_in_one_batch(untrained_model, astronaut):
+    two = np.concatenate([astronaut, astronaut[:, ::-1]], axis=1)  # the astronaut and her mirror image
+    report = explain(untrained_model, two, methods=("gradcam",), face="all")
+    assert len(report.boxes) == 2 and [f.index for f in report.faces] == [0, 1]
+    for result in report.faces:
+        alone = explain(untrained_model, result.face, methods=("gradcam",), whole_image="always").faces[0]
+        np.testing.assert_allclose(list(result.probs.values()), list(alone.probs.values()), atol=1e-5)
+        for label in EMOTIONS:
+            np.testing.assert_allclose(result.maps["gradcam"][label], alone.maps["gradcam"][label], atol=1e-4)
 
 
 def test_lime_is_deterministic_for_the_same_face(untrained_model, astronaut):
     face = explain(untrained_model, astronaut, methods=()).faces[0].face
-    a, seg_a = lime_maps(untrained_model, face, FAST_LIME)
-    b, seg_b = lime_maps(untrained_model, face, FAST_LIME)
-    assert np.array_equal(seg_a, seg_b)
+    a = LIME.for_face(untrained_model, face, config=FAST_LIME)
+    b = LIME.for_face(untrained_model, face, config=FAST_LIME)
+    assert np.array_equal(segment_face(face, FAST_LIME), segment_face(face, FAST_LIME))
     for label in EMOTIONS:
         np.testing.assert_array_equal(a[label], b[label])
 
@@ -81,9 +99,7 @@ def test_gradcam_runs_the_whole_batch_and_releases_its_hooks(untrained_model, as
     face = explain(untrained_model, astronaut, methods=()).faces[0].face
     layer = untrained_model.cam_layer
     before = (len(layer._forward_hooks), len(layer._backward_hooks))
-    from emotion.explainers.gradcam import gradcam_maps
-
-    maps = gradcam_maps(untrained_model, face)
+    maps = GRADCAM.for_face(untrained_model, face)
     assert (len(layer._forward_hooks), len(layer._backward_hooks)) == before
     assert set(maps) == set(EMOTIONS)
     # Each emotion has its own map: five identical maps would mean the targets were ignored.

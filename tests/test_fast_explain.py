@@ -17,7 +17,7 @@ import torch
 from lime import lime_image
 
 from emotion.explainers.compare import lime_agreement, map_correlation, rank_correlation, top_k_overlap
-from emotion.explainers.gradcam import gradcam_maps
+from emotion.explainers.gradcam import GRADCAM
 from emotion.explainers.lime import (
     OrthogonalLimeExplainer,
     orthogonal_patterns,
@@ -49,8 +49,8 @@ def test_gradcam_from_the_forward_equals_pytorch_grad_cam_per_class(demo_model, 
     assert demo_model.has_pooled_linear_head and demo_model.precision == "bf16"
     for face in faces:
         slow = _gradcam_per_class(exact, face)
-        fast = gradcam_maps(exact, face)
-        fast_bf16 = gradcam_maps(demo_model, face)
+        fast = GRADCAM.for_face(exact, face)
+        fast_bf16 = GRADCAM.for_face(demo_model, face)
         for c, label in enumerate(demo_model.labels):
             np.testing.assert_allclose(fast[label], slow[c], atol=1e-4)  # the same arithmetic
             # bf16 features: the same maps up to rounding.
@@ -63,7 +63,7 @@ def test_gradcam_falls_back_to_backprop_for_other_heads(faces):
     model = build_model("resnet18", drop_rate=0.0, model_args={"output_stride": 16, "global_pool": "max"})
     assert not model.has_pooled_linear_head
     face = faces[0]
-    maps = gradcam_maps(model, face)
+    maps = GRADCAM.for_face(model, face)
     slow = _gradcam_per_class(model, face)
     for c, label in enumerate(model.labels):
         assert map_correlation(maps[label], slow[c]) > 0.999
@@ -208,7 +208,7 @@ def test_video_path_gives_the_photo_paths_answers(demo_model):
     for box, probs, cams in zip(result.boxes, result.probabilities, result.gradcams, strict=True):
         crop = crop_face(frame, box, margin=VIDEO_DETECT.margin)
         np.testing.assert_allclose(probs, demo_model.predict(crop), atol=1e-3)
-        photo_maps = gradcam_maps(demo_model, crop)
+        photo_maps = GRADCAM.for_face(demo_model, crop)
         for c, label in enumerate(demo_model.labels):
             assert map_correlation(cams[c], photo_maps[label]) > 0.999
     drawn = annotate_frame(frame, result, demo_model.labels)

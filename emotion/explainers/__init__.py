@@ -1,9 +1,44 @@
-"""Per-emotion explanations: Grad-CAM, LIME, their overlays and how alike two of them are.
+"""Per-emotion explanations: one registry of methods (registry.py), their overlays (render.py)
+and how alike two explanations are (compare.py).
 
 The `explain` pipeline that runs them lives in `emotion.pipeline`.
 """
 
-from emotion.explainers.gradcam import gradcam_maps
-from emotion.explainers.lime import LimeConfig, lime_maps
+from emotion.explainers.registry import (
+    Explainer,
+    Maps,
+    ProgressFn,
+    default_methods,
+    explainer_notes,
+    explainers,
+    get_explainer,
+    method_names,
+    parse_methods,
+    register,
+    resolve_methods,
+    title_of,
+    unregister,
+)
 
-__all__ = ["LimeConfig", "gradcam_maps", "lime_maps"]
+# The registered methods, in the order the page, the figures and the CLI show them: importing a
+# method's module registers it, so a new method is its module and one name on this line.
+from emotion.explainers import gradcam, lime  # noqa: E402, F401, I001  isort: skip
+
+from emotion.explainers.lime import LimeConfig  # noqa: E402
+
+__all__ = [
+    "Explainer",
+    "LimeConfig",
+    "Maps",
+    "ProgressFn",
+    "default_methods",
+    "explainer_notes",
+    "explainers",
+    "get_explainer",
+    "method_names",
+    "parse_methods",
+    "register",
+    "resolve_methods",
+    "title_of",
+    "unregister",
+]

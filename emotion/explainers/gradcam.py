@@ -3,7 +3,7 @@
 With a global-average-pool + linear head right after the last block (every timm ResNet), the
 gradient of class c's logit with respect to that block's output is the constant W[c] / (h·w),
 so Grad-CAM there needs no backward pass: each label's map is its weight row applied to the
-features the classification forward already computed. That is what `gradcam_maps` does for
+features the classification forward already computed. That is what `gradcams` does for
 such models; pytorch-grad-cam's own `scale_cam_image` does the normalising and resizing, so the
 maps equal the library's (checked in tests/test_explain.py to a correlation above 0.99).
 
@@ -20,18 +20,35 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.image import scale_cam_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
+from emotion.explainers.registry import Explainer, Maps, ProgressFn, register
 from emotion.model import EmotionModel
 
 
-def gradcam_maps(
-    model: EmotionModel, face: np.ndarray, features: torch.Tensor | None = None
-) -> dict[str, np.ndarray]:
-    """{label: H×W float32 map in [0, 1]} at the face's resolution, from `model.cam_layer`.
+def gradcam_explain(
+    model: EmotionModel,
+    faces: np.ndarray,
+    features: torch.Tensor | None,
+    progress: ProgressFn | None,
+    config: None,
+) -> list[Maps]:
+    """The registry's signature over `gradcams`: one {label: map} per face."""
+    return [dict(zip(model.labels, face_cams, strict=True)) for face_cams in gradcams(model, faces, features)]
 
-    `features`: the cam layer's output for this face (1×K×h×w, from
-    `model.predict_with_features`); passing it saves the forward pass.
-    """
-    return dict(zip(model.labels, gradcams(model, face[None], features)[0], strict=True))
+
+def gradcam_note(model: EmotionModel, config: None) -> str:
+    """Which layer, at which stride, gives which grid, and how the maps are computed."""
+    rows, cols = cam_grid_size(model)
+    size = model.preprocessing.input_size
+    stride = model.model_args.get("output_stride", 32)
+    how = (
+        "from the classification forward's features and the head's weights"
+        if model.has_pooled_linear_head
+        else "with pytorch-grad-cam's backward pass"
+    )
+    return (
+        f"Grad-CAM reads `{model.cam_layer_name}` of {model.architecture} at stride {stride}: "
+        f"a {rows}×{cols} map for a {size}×{size} face (one cell ≈ {size / rows:.0f} px), computed {how}."
+    )
 
 
 def gradcams(model: EmotionModel, faces: np.ndarray, features: torch.Tensor | None = None) -> np.ndarray:
@@ -89,3 +106,6 @@ def cam_grid_size(model: EmotionModel) -> tuple[int, int]:
     with torch.inference_mode():
         feats = model.net.forward_features(torch.zeros(1, 3, size, size, device=model.device))
     return int(feats.shape[-2]), int(feats.shape[-1])
+
+
+GRADCAM = register(Explainer("gradcam", "Grad-CAM", gradcam_explain, gradcam_note))

@@ -21,7 +21,6 @@ sampling needs about 1000).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Literal
@@ -32,9 +31,8 @@ from lime import lime_image
 from scipy.linalg import hadamard
 from skimage.segmentation import slic
 
+from emotion.explainers.registry import Explainer, Maps, ProgressFn, register
 from emotion.model import EmotionModel
-
-ProgressFn = Callable[[float, str], None]
 
 # lime 0.2.0.1 wraps its sampling loop in a tqdm bar it offers no switch for; a server would
 # print one per request. Progress is reported through `progress` instead.
@@ -61,19 +59,45 @@ def segment_face(face: np.ndarray, config: LimeConfig = LimeConfig()) -> np.ndar
     return slic(face, n_segments=config.n_segments, compactness=config.compactness, sigma=1.0, start_label=0)
 
 
-def lime_maps(
+def lime_explain(
     model: EmotionModel,
-    face: np.ndarray,
-    config: LimeConfig = LimeConfig(),
-    *,
-    progress: ProgressFn | None = None,
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """({label: H×W float32 map in [0, 1]}, segments). A map shows positive evidence only:
-    segment weight / the label's largest weight, negatives clipped to 0."""
+    faces: np.ndarray,
+    features: torch.Tensor | None,
+    progress: ProgressFn | None,
+    config: LimeConfig,
+) -> list[Maps]:
+    """One {label: H×W float32 map in [0, 1]} per face (the features are not used: LIME asks the
+    model about perturbed faces). A map shows positive evidence only: segment weight / the
+    label's largest weight, negatives clipped to 0. The segments are `segment_face(face, config)`."""
+    return [
+        _face_maps(model, face, config, progress=_face_progress(progress, i, len(faces)))
+        for i, face in enumerate(faces)
+    ]
+
+
+def _face_maps(
+    model: EmotionModel, face: np.ndarray, config: LimeConfig, *, progress: ProgressFn | None = None
+) -> Maps:
     segments = segment_face(face, config)
     weights = lime_weights(model, face, segments, config, progress=progress)
-    maps = {label: weights_to_map(w, segments) for label, w in zip(model.labels, weights, strict=True)}
-    return maps, segments
+    return {label: weights_to_map(w, segments) for label, w in zip(model.labels, weights, strict=True)}
+
+
+def _face_progress(progress: ProgressFn | None, index: int, count: int) -> ProgressFn | None:
+    """Face `index`'s own 0→1 progress as a share of the whole batch's."""
+    if progress is None or count == 1:
+        return progress
+    return lambda fraction, desc: progress((index + fraction) / count, f"face {index + 1}/{count}: {desc}")
+
+
+def lime_note(model: EmotionModel, config: LimeConfig) -> str:
+    """How many segments of what size LIME hides, from how many perturbed faces."""
+    size = model.preprocessing.input_size
+    return (
+        f"LIME hides ~{config.n_segments} SLIC superpixels (~{size / config.n_segments**0.5:.0f} px each) "
+        f"of the {size}×{size} face at random in {config.num_samples} perturbed faces and fits a linear "
+        "model per emotion; maps show positive evidence only."
+    )
 
 
 def lime_weights(
@@ -175,3 +199,6 @@ def perturbed_faces(
         keep[..., None], torch.from_numpy(image.reshape(-1, 3)), torch.from_numpy(fudged.reshape(-1, 3))
     )
     return pixels.reshape(len(data), *image.shape).numpy()
+
+
+LIME = register(Explainer("lime", "LIME", lime_explain, lime_note, config=LimeConfig()))

@@ -7,9 +7,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from emotion.explainers.registry import title_of
 from emotion.report import FaceResult
-
-METHOD_TITLES = {"gradcam": "Grad-CAM", "lime": "LIME"}
 
 
 def overlay(face: np.ndarray, heat: np.ndarray, *, alpha: float = 0.45, size: int = 200) -> np.ndarray:
@@ -56,7 +55,7 @@ def save_summary(result: FaceResult, path: str | Path) -> Path:
         ax = axes[r][0]
         ax.imshow(result.face)
         ax.set_title(f"face: {result.top}" if r == 0 else "")
-        ax.set_ylabel(METHOD_TITLES.get(methods[r], methods[r]) if methods else "")
+        ax.set_ylabel(title_of(methods[r]) if methods else "")
         ax.set_xticks([]), ax.set_yticks([])
         for c, label in enumerate(labels, start=1):
             ax = axes[r][c]
@@ -64,7 +63,7 @@ def save_summary(result: FaceResult, path: str | Path) -> Path:
             if methods:
                 ax.imshow(overlay(result.face, result.maps[methods[r]][label]))
                 ax.set_title(
-                    f"{METHOD_TITLES.get(methods[r], methods[r])}: {caption(label, result.probs[label])}",
+                    f"{title_of(methods[r])}: {caption(label, result.probs[label])}",
                     fontsize=8,
                 )
     fig.tight_layout()
