@@ -1,4 +1,4 @@
-"""`python -m app [--model SRC] [--host H] [--port P]`: serve the demo.
+"""`python -m app [--model SRC] [--host H] [--port P] [--methods gradcam,lime]`: serve the demo.
 
 With no model (no --model and no EMOTION_MODEL), the synthetic demo model is built on first run
 (about 3 minutes on 2 CPU cores) and reused after; the page says plainly that it is one.
@@ -26,6 +26,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     parser.add_argument("--lime-samples", type=int, default=None, help="LIME perturbations per face")
+    parser.add_argument(
+        "--methods",
+        default=None,
+        help="comma-separated explanation methods, one gallery each; default: the registry's default ones",
+    )
     return parser.parse_args(argv)
 
 
@@ -35,8 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     from app.ui import build_demo
     from emotion import EmotionLensError, load_model
     from emotion.explainers.lime import LimeConfig
+    from emotion.explainers.registry import parse_methods
 
     try:
+        methods = None if args.methods is None else parse_methods(args.methods)
         if args.model is None:
             from training.demo import ensure_demo_model
 
@@ -54,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     lime = LimeConfig() if args.lime_samples is None else LimeConfig(num_samples=args.lime_samples)
     model.warm_up(batch_sizes=(1, min(lime.batch_size, lime.num_samples)))
-    demo = build_demo(model, lime=lime)
+    demo = build_demo(model, methods=methods, lime=lime)
     demo.queue().launch(server_name=args.host, server_port=args.port, show_error=True)
     return 0
 

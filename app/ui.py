@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 import numpy as np
 
 from emotion import EmotionLensError, EmotionModel, explain
-from emotion.explainers.gradcam import cam_grid_size
-from emotion.explainers.lime import LimeConfig
+from emotion.errors import FaceIndexError
+from emotion.explainers.registry import Explainer, check_configs, resolve_methods
 from emotion.explainers.render import overlays
 from emotion.faces import detect_faces, draw_boxes, load_image
 
@@ -30,15 +32,13 @@ def model_banner(model: EmotionModel) -> str:
     return f"Model: `{model.source}` ({model.architecture}, labels: {', '.join(model.labels)})."
 
 
-def cam_note(model: EmotionModel) -> str:
-    rows, cols = cam_grid_size(model)
-    size = model.preprocessing.input_size
-    return (
-        f"Grad-CAM reads `{model.cam_layer_name}` (the last residual stage, run at stride 16) of "
-        f"{model.architecture}: a {rows}×{cols} map for a {size}×{size} face, fine enough to tell "
-        "brows from eyes from mouth. LIME hides ~48 superpixels of the face at random and fits a "
-        "linear model per emotion; maps show positive evidence only."
-    )
+def methods_note(model: EmotionModel, methods: Sequence[Explainer], configs: dict[str, Any]) -> str:
+    """What each method's maps read for this model, one line per method (from the registry)."""
+    return "\n".join(f"- **{e.title}**: {e.note(model, configs.get(e.name))}" for e in methods)
+
+
+def gallery_label(explainer: Explainer) -> str:
+    return f"{explainer.title} per emotion"
 
 
 def _photo_or_error(upload: dict | str | None) -> np.ndarray:
@@ -67,33 +67,36 @@ def preview_faces(path: dict | str | None):
     return draw_boxes(photo, boxes, 0), 1
 
 
-def make_explain_fn(model: EmotionModel, lime: LimeConfig):
+def make_explain_fn(model: EmotionModel, methods: Sequence[Explainer], configs: dict[str, Any]):
+    names = tuple(e.name for e in methods)
+
     def explain_face(path: dict | str | None, face_number: float, whole_image: bool, progress=gr.Progress()):
-        """Classify one face of the photo and explain all five emotions with Grad-CAM and LIME."""
+        """Classify one face of the photo and explain every emotion with each method: the
+        photo with its boxes, the probabilities, one gallery per method (in the registry's
+        order), the timings."""
         photo = _photo_or_error(path)
-        index = int(face_number or 1) - 1
+        number = 1 if face_number is None else int(face_number)  # the page numbers faces from 1
         try:
             report = explain(
                 model,
                 photo,
-                face=index,
+                names,
+                face=number - 1,
                 whole_image="if_no_face" if whole_image else "never",
-                lime=lime,
                 progress=lambda frac, desc: progress(frac, desc=desc),
+                **configs,
             )
+        except FaceIndexError as err:
+            raise gr.Error(
+                f"There is no face {number}: {err.count} face(s) found, numbered from 1 (1 = the largest). "
+                f"Enter a number from 1 to {err.count} in 'Face to explain'."
+            ) from err
         except EmotionLensError as err:
             raise gr.Error(str(err)) from err
-        except ValueError as err:  # a face number past the last face
-            raise gr.Error(str(err).replace("numbered from 0", "numbered from 1")) from err
         result = report.faces[0]
         boxed = draw_boxes(photo, report.boxes, result.index) if report.boxes else photo
-        return (
-            boxed,
-            result.probs,
-            overlays(result, "gradcam"),
-            overlays(result, "lime"),
-            timings_text(report.timings_ms, result.source),
-        )
+        galleries = [overlays(result, name) for name in names]
+        return (boxed, result.probs, *galleries, timings_text(report.timings_ms, result.source))
 
     return explain_face
 
@@ -104,7 +107,12 @@ def timings_text(timings: dict[str, float], source: str) -> str:
     return f"{face}**{timings['total']:.0f} ms** in all: {parts}"
 
 
-def build_demo(model: EmotionModel, *, lime: LimeConfig = LimeConfig()) -> gr.Blocks:
+def build_demo(model: EmotionModel, *, methods: Sequence[str] | None = None, **configs: Any) -> gr.Blocks:
+    """The page for `model`, with one gallery per explanation method: `methods` (None: the
+    registry's default ones), in the registry's order; `configs` are their settings by name
+    (lime=LimeConfig(...))."""
+    chosen = resolve_methods(methods)
+    check_configs(configs)
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(
             f"# {TITLE}\nWhich emotion does the network see, and **where does it look for each one?**"
@@ -123,19 +131,20 @@ def build_demo(model: EmotionModel, *, lime: LimeConfig = LimeConfig()) -> gr.Bl
             with gr.Column(scale=1):
                 boxed = gr.Image(label="Faces found (green: explained)", interactive=False)
                 probs = gr.Label(num_top_classes=5, label="Emotion probabilities")
-        cam = gr.Gallery(label="Grad-CAM per emotion", columns=5, height="auto", object_fit="contain")
-        lime_out = gr.Gallery(label="LIME per emotion", columns=5, height="auto", object_fit="contain")
+        galleries = [
+            gr.Gallery(label=gallery_label(e), columns=5, height="auto", object_fit="contain") for e in chosen
+        ]
         timings = gr.Markdown()
-        gr.Markdown(cam_note(model))
+        gr.Markdown(methods_note(model, chosen, configs))
         examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*") if p.suffix in (".png", ".jpg"))
         if examples:
             gr.Examples(examples=[[p] for p in examples], inputs=[photo], label="Examples")
 
         photo.change(preview_faces, [photo], [boxed, face_number], api_visibility="private", preprocess=False)
         run.click(
-            make_explain_fn(model, lime),
+            make_explain_fn(model, chosen, configs),
             [photo, face_number, whole],
-            [boxed, probs, cam, lime_out, timings],
+            [boxed, probs, *galleries, timings],
             api_name="explain",
             preprocess=False,  # the photo is decoded by emotion.faces.load_image (see _photo_or_error)
             concurrency_limit=1,  # two explanations at once would only halve each one's speed

@@ -2,8 +2,8 @@
 `python -m emotion video VIDEO --out OUT.mp4 [--model SRC]`
 
 explain: prints each face's probabilities (or the whole Report as JSON) and, with --out, writes
-one PNG overlay per method and emotion, the photo with its boxes, a summary figure and
-report.json.
+one PNG overlay per explanation method and emotion, the photo with its boxes, a summary figure
+and report.json. The methods are those registered in emotion.explainers.registry.
 video: writes the video back with every face boxed, its top emotion, and that emotion's
 Grad-CAM over it (detection + classification + Grad-CAM per frame, no LIME).
 """
@@ -16,15 +16,26 @@ import logging
 import sys
 from pathlib import Path
 
-from emotion.errors import EmotionLensError
+from emotion.cli import command
+from emotion.errors import ImageError
 from emotion.explainers.lime import LimeConfig
+from emotion.explainers.registry import default_methods, method_names, parse_methods
 from emotion.explainers.render import overlay, save_summary
 from emotion.faces import draw_boxes, load_image
 from emotion.model import load_model
-from emotion.pipeline import METHODS, explain
+from emotion.pipeline import explain
 from emotion.report import Report
 
 log = logging.getLogger("emotion")
+
+
+def face_choice(text: str) -> int | str:
+    """--face: 'all' or a face index from 0."""
+    if text == "all":
+        return text
+    if text.isdigit():
+        return int(text)
+    raise argparse.ArgumentTypeError(f"{text!r} is neither a face index (0 = the largest) nor 'all'")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,14 +48,18 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--model", default=None, help="model folder or Hub id; default: the demo model")
     ex.add_argument("--out", type=Path, default=None, help="folder for overlays, summary and report.json")
     ex.add_argument("--json", action="store_true", help="print the Report as JSON")
-    ex.add_argument("--face", default="0", help="face index (0 = largest) or 'all'")
+    ex.add_argument("--face", type=face_choice, default=0, help="face index (0 = largest) or 'all'")
     ex.add_argument(
         "--whole-image",
         choices=("never", "if_no_face", "always"),
         default="never",
         help="when the centred square of the photo stands in for a face",
     )
-    ex.add_argument("--methods", default=",".join(METHODS), help="comma-separated: gradcam,lime")
+    ex.add_argument(
+        "--methods",
+        default=",".join(default_methods()),
+        help=f"comma-separated, from {','.join(method_names())} (default %(default)s; empty: classify only)",
+    )
     ex.add_argument("--lime-samples", type=int, default=LimeConfig().num_samples)
     vid = sub.add_parser("video", help="annotate every frame of a video with emotions and Grad-CAM")
     vid.add_argument("video", type=Path, help="video file OpenCV can read (MP4, AVI, MKV, WebM)")
@@ -116,36 +131,29 @@ def print_table(report: Report) -> None:
     print("time: " + ", ".join(f"{k} {v:.0f} ms" for k, v in report.timings_ms.items()))
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     if args.command == "video":
-        try:
-            frames = annotate_video(load_model(args.model), args.video, args.out)
-        except EmotionLensError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
+        frames = annotate_video(load_model(args.model), args.video, args.out)
         if not frames:
-            print(f"error: no frame could be read from {args.video}", file=sys.stderr)
-            return 2
+            raise ImageError(
+                f"No frame could be read from {args.video}: check that the file is a whole video."
+            )
         print(f"{frames} annotated frames written to {args.out}")
         return 0
-    face = "all" if args.face == "all" else int(args.face)
-    methods = tuple(m for m in args.methods.split(",") if m)
-    try:
-        model = load_model(args.model)
-        photo = load_image(args.image)
-        report = explain(
-            model,
-            photo,
-            methods,
-            face=face,
-            whole_image=args.whole_image,
-            lime=LimeConfig(num_samples=args.lime_samples),
-        )
-    except (EmotionLensError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    methods = parse_methods(args.methods)  # an unknown name fails here, before the model loads
+    model = load_model(args.model)
+    photo = load_image(args.image)
+    report = explain(
+        model,
+        photo,
+        methods,
+        face=args.face,
+        whole_image=args.whole_image,
+        lime=LimeConfig(num_samples=args.lime_samples),
+    )
     if args.out:
         write_outputs(report, photo, args.out)
     if args.json:

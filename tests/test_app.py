@@ -8,6 +8,7 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from emotion import EMOTIONS
+from emotion.explainers.registry import default_methods
 
 from .conftest import ROOT, serve
 
@@ -31,11 +32,12 @@ def client(app_url) -> Client:
 
 
 def _check_outputs(result):
-    boxed, label, gradcam, lime, timings = result
+    boxed, label, *galleries, timings = result  # one gallery per method, in the registry's order
     probs = {c["label"]: c["confidence"] for c in label["confidences"]}
     assert set(probs) == set(EMOTIONS)
     assert abs(sum(probs.values()) - 1) < 1e-4
-    for gallery in (gradcam, lime):
+    assert len(galleries) == len(default_methods())
+    for gallery in galleries:
         assert len(gallery) == 5
         assert {item["caption"].split()[0] for item in gallery} == set(EMOTIONS)
         for item in gallery:
