@@ -40,6 +40,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from tqdm import tqdm
 
 from bench import describe_device, emit, load_bench_model, sync_device
+from emotion.cli import command
 from emotion.explainers.compare import lime_agreement, map_correlation
 from emotion.explainers.lime import LimeConfig, lime_weights, segment_face
 from emotion.faces import DetectConfig, center_box, crop_face, detect_faces
@@ -286,6 +287,7 @@ def format_result(result: dict) -> str:
     return "\n".join(lines)
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m bench.explain",

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from bench import describe_device, emit, load_bench_model, sync_device
 from bench.explain import Baseline
+from emotion.cli import command
 from emotion.faces import DetectConfig, crop_face, detect_faces
 from emotion.video import VIDEO_DETECT, analyze_frame, read_frames
 
@@ -122,6 +123,7 @@ def format_result(result: dict) -> str:
     )
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m bench.video",

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from emotion.cli import command
 from emotion.files import write_folder_atomically
-from hub.errors import HubError, check_token, hub_http_errors
+from hub.errors import check_token, hub_http_errors
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = build_parser().parse_args(argv)
@@ -175,15 +177,11 @@ def main(argv: list[str] | None = None) -> int:
         private=args.private,
         message=args.message,
     )
-    try:
-        if args.dry_run is not None:
-            write_folder_atomically(args.dry_run, lambda tmp: prepare_folder(cfg, tmp))
-            print(f"Dry run: Space folder written to {args.dry_run}")
-            return 0
-        url = deploy(cfg)
-    except HubError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if args.dry_run is not None:
+        write_folder_atomically(args.dry_run, lambda tmp: prepare_folder(cfg, tmp))
+        print(f"Dry run: Space folder written to {args.dry_run}")
+        return 0
+    url = deploy(cfg)
     print(f"Space {cfg.repo_id} deployed: {url}")
     return 0
 
