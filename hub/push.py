@@ -14,6 +14,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from emotion.cli import command
 from emotion.files import write_file_atomically, write_folder_atomically
 from hub.card import (
     MEAN_GRADCAM,
@@ -141,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = build_parser().parse_args(argv)
@@ -155,17 +157,11 @@ def main(argv: list[str] | None = None) -> int:
         license=args.license,
         datasets=tuple(args.dataset),
     )
-    from emotion.errors import EmotionLensError
-
-    try:
-        if args.dry_run is not None:
-            files = dry_run(cfg, args.dry_run)
-            print(f"Dry run: {args.dry_run} holds what would be pushed: {', '.join(files)}")
-            return 0
-        result = push(cfg)
-    except EmotionLensError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if args.dry_run is not None:
+        files = dry_run(cfg, args.dry_run)
+        print(f"Dry run: {args.dry_run} holds what would be pushed: {', '.join(files)}")
+        return 0
+    result = push(cfg)
     card = "card written" if result.card_written else "existing card kept"
     print(f"Pushed {', '.join(result.files)} ({card}): {result.commit_url}")
     return 0

@@ -31,6 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from emotion.cli import command
 from emotion.files import write_file_atomically
 from emotion.labels import EMOTIONS
 
@@ -446,6 +447,7 @@ def _per_class(text: str) -> int:
     return n
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     """CLI: ``python -m training.synthetic --out DIR --per-class N [--shortcut angry] [--seed S]``."""
     from tqdm import tqdm
@@ -465,6 +467,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--shortcut-rate must be in [0, 1], got {args.shortcut_rate}")
     if args.start < 0:
         parser.error(f"--start must be >= 0, got {args.start}")
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out {args.out} is a file; give a folder (it is created if missing)")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     t0, stamped, chunk = time.perf_counter(), 0, 50
