@@ -16,13 +16,13 @@ import logging
 import sys
 from pathlib import Path
 
+from emotion import load_model  # the package's name for it, wherever the model I/O lives
 from emotion.cli import command
 from emotion.errors import ImageError
 from emotion.explainers.lime import LimeConfig
 from emotion.explainers.registry import default_methods, method_names, parse_methods
 from emotion.explainers.render import overlay, save_summary
 from emotion.faces import draw_boxes, load_image
-from emotion.model import load_model
 from emotion.pipeline import explain
 from emotion.report import Report
 
