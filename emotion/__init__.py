@@ -17,14 +17,15 @@ from emotion.labels import EMOTIONS
 
 _LAZY = {
     "EmotionModel": "emotion.model",
-    "load_model": "emotion.model",
+    "load_model": "emotion.model_io",
     "explain": "emotion.pipeline",
     "FaceResult": "emotion.report",
     "Report": "emotion.report",
 }
 
 if TYPE_CHECKING:
-    from emotion.model import EmotionModel, load_model
+    from emotion.model import EmotionModel
+    from emotion.model_io import load_model
     from emotion.pipeline import explain
     from emotion.report import FaceResult, Report
 

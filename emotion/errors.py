@@ -35,3 +35,8 @@ class FaceIndexError(EmotionLensError, IndexError):
 
     def __reduce__(self):
         return type(self), (self.index, self.count)
+
+
+class UnsupportedArchitectureError(EmotionLensError, ValueError):
+    """`build_model` was asked for a network whose Grad-CAM layer, head or BatchNorm layout this
+    code has not been checked against."""

@@ -1,60 +1,52 @@
-"""EmotionModel: a timm ResNet, its label names and its preprocessing, saved in the Hub layout.
+"""EmotionModel: a timm ResNet, its label names and its preprocessing; the network side.
 
-A model folder is `model.safetensors` + `config.json` in timm's Hub layout, so the same folder
-loads here, in `timm.create_model("local-dir:…", pretrained=True)` and in
-`transformers.pipeline("image-classification", model=folder)`.
+Layer and head names come from timm itself (`feature_info`, `get_classifier()`, `pretrained_cfg`),
+so a deep-stem `resnet18d` or a `seresnext26d_32x4d` is handled like a `resnet18`. Reading and
+writing model folders and Hub repos lives in `emotion.model_io`, as timm keeps `_hub.py` apart from
+`resnet.py`.
 """
 
 from __future__ import annotations
 
 import copy
-import json
-import logging
-import os
-import re
-import shutil
+import math
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import timm
 import torch
-from safetensors.torch import load_file, save_file
+from torch import nn
 
-from emotion.errors import ModelLoadError
-from emotion.files import write_folder_atomically
+from emotion.errors import UnsupportedArchitectureError
 from emotion.labels import EMOTIONS
 
-log = logging.getLogger(__name__)
-
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".ckpt", ".pkl")  # never loaded: they can run code
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # Stride 16 instead of 32 (layer4 dilated): at 100×100 the last block then gives a 7×7 map instead
 # of 4×4, fine enough to tell brows from eyes from mouth, and Grad-CAM there still needs no extra
 # backward pass because the head is global-average-pool + linear.
 DEFAULT_MODEL_ARGS: dict[str, Any] = {"output_stride": 16}
-DEMO_MODEL_NAME = "demo-synthetic-v1"
-_HUB_ID = re.compile(r"^(?:hf_hub:|hf-hub:)?([\w.\-]+/[\w.\-]+)(?:@([\w.\-/]+))?$")
+
+# timm's `ResNet` class (timm/models/resnet.py): its last stage feeds global-average-pool + one
+# linear layer (so Grad-CAM needs no backward pass), and its conv → BatchNorm pairs are the ones
+# `fold_batchnorms` knows. Every family here builds with output_stride=16 (checked in tests).
+SUPPORTED_FAMILIES = ("resnet*", "resnext*", "seresnet*", "seresnext*", "ecaresnet*", "wide_resnet*")
+# The anti-aliased variants (resnetaa50, seresnextaa101d_32x8d, …) downsample with a floor-mode
+# average pool while their shortcut rounds up, so a 100×100 face fails inside layer2.
+_EXCLUDED = ("*aa*",)
+# build_model sets these itself; in model_args they would clash (timm's save_for_hf writes
+# num_classes there, which transformers' TimmWrapper then refuses).
+_OWN_ARGS = ("num_classes", "drop_rate", "pretrained")
 
 
-def cache_dir() -> Path:
-    """Where Emotion Lens keeps the demo model; `EMOTION_LENS_CACHE` overrides the user cache."""
-    root = os.environ.get("EMOTION_LENS_CACHE")
-    if root:
-        return Path(root)
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("emotion-lens"))
-
-
-def demo_model_dir() -> Path:
-    """The folder of the synthetic-face demo model (built by `training.demo`)."""
-    return cache_dir() / DEMO_MODEL_NAME
+@cache
+def supported_architectures() -> tuple[str, ...]:
+    """The timm model names `build_model` accepts, e.g. resnet18, resnet18d, resnet50, resnext50_32x4d."""
+    return tuple(timm.list_models(SUPPORTED_FAMILIES, module="resnet", exclude_filters=_EXCLUDED))
 
 
 @dataclass(frozen=True)
@@ -112,18 +104,43 @@ class EmotionModel:
         return bool(self.info.get("demo", False))
 
     @property
-    def cam_layer(self) -> torch.nn.Module:
-        """The block Grad-CAM reads: the last stage, whose output the pooled head sums up."""
-        return self.net.layer4
+    def cam_layer_name(self) -> str:
+        """The module Grad-CAM reads: the last stage in timm's `feature_info`, whose output the
+        pooled head sums up (`layer4` in timm's ResNets)."""
+        return self.net.feature_info[-1]["module"]
 
     @property
-    def cam_layer_name(self) -> str:
-        return "layer4"
+    def cam_layer(self) -> torch.nn.Module:
+        return self.net.get_submodule(self.cam_layer_name)
 
-    def to(self, device: str | torch.device) -> EmotionModel:
-        self.net.to(device)
-        self.__post_init__()
-        return self
+    @property
+    def output_stride(self) -> int:
+        """How many input pixels one cell of the Grad-CAM grid spans (16 with DEFAULT_MODEL_ARGS)."""
+        return int(self.net.feature_info[-1]["reduction"])
+
+    @property
+    def cam_grid(self) -> tuple[int, int]:
+        """(rows, columns) of the Grad-CAM layer's output at the input size: 7×7 at 100×100, stride
+        16. Every downsampling in the supported ResNets pads to "same" and so rounds up, which makes
+        this ceil(size / stride) without running the network (checked against a forward in tests)."""
+        side = math.ceil(self.preprocessing.input_size / self.output_stride)
+        return side, side
+
+    @property
+    def classifier_name(self) -> str:
+        """The head's module name from timm's pretrained_cfg (`fc` in timm's ResNets)."""
+        return self.net.pretrained_cfg["classifier"]
+
+    @property
+    def first_conv_name(self) -> str:
+        """The first convolution's module name from timm's pretrained_cfg (`conv1.0` for a deep stem)."""
+        return self.net.pretrained_cfg["first_conv"]
+
+    @property
+    def head_weight(self) -> torch.Tensor:
+        """The classifier's C×K weight, rows in `labels` order: with a pooled linear head, row c
+        applied to the cam layer's output is class c's Grad-CAM (up to the 1/(h·w) of the pool)."""
+        return self.net.get_classifier().weight
 
     @property
     def has_pooled_linear_head(self) -> bool:
@@ -131,12 +148,18 @@ class EmotionModel:
         layer, so a class's Grad-CAM there is its weight row applied to the block's output."""
         from timm.models.resnet import ResNet
 
-        # timm's ResNet.forward_features ends with layer4 and forward_head is pool → dropout → fc.
+        # timm's ResNet.forward_features ends with its last stage and forward_head is
+        # pool → dropout → classifier; the pool and the classifier are what the config chose.
         return (
             isinstance(self.net, ResNet)
             and getattr(self.net.global_pool, "pool_type", None) == "avg"
-            and isinstance(self.net.fc, torch.nn.Linear)
+            and type(self.net.get_classifier()) is nn.Linear
         )
+
+    def to(self, device: str | torch.device) -> EmotionModel:
+        self.net.to(device)
+        self.__post_init__()
+        return self
 
     def autocast(self):
         """bf16 autocast when the model is set to bf16, else a no-op context."""
@@ -195,66 +218,55 @@ class EmotionModel:
             self.predict_with_features(np.zeros((n, size, size, 3), dtype=np.uint8))
 
     def save(self, folder: str | Path, *, extra_files: dict[str, Path] | None = None) -> Path:
-        """Write the model folder atomically: a crash leaves the old folder or none, never half."""
+        """Write the model folder atomically in timm's Hub layout (`emotion.model_io.save_model`)."""
+        from emotion.model_io import save_model  # model_io builds on this module, not the reverse
 
-        def fill(tmp: Path) -> None:
-            state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
-            save_file(state, tmp / WEIGHTS_NAME, metadata={"format": "pt"})
-            (tmp / CONFIG_NAME).write_text(json.dumps(self.hub_config(), indent=2) + "\n")
-            for name, src in (extra_files or {}).items():
-                shutil.copy2(src, tmp / name)
-
-        folder = Path(folder)
-        write_folder_atomically(folder, fill)
-        return folder
+        return save_model(self, folder, extra_files=extra_files)
 
     def hub_config(self) -> dict[str, Any]:
-        """config.json in timm's Hub layout; no stale fields from a pretrained default."""
-        size = self.preprocessing.input_size
-        return {
-            "architecture": self.architecture,
-            "num_classes": len(self.labels),
-            "num_features": int(getattr(self.net, "num_features", 0)) or None,
-            "label_names": list(self.labels),
-            "model_args": dict(self.model_args),
-            "pretrained_cfg": {
-                "input_size": [3, size, size],
-                "fixed_input_size": False,
-                "interpolation": "bilinear",
-                # crop_pct 1.0: timm/transformers preprocessing of a face crop is then identity
-                # resize + normalise, the same as ours.
-                "crop_pct": 1.0,
-                "crop_mode": "center",
-                "mean": list(self.preprocessing.mean),
-                "std": list(self.preprocessing.std),
-                "first_conv": "conv1",
-                "classifier": "fc",
-            },
-            "emotion_lens": dict(self.info),
-        }
+        """config.json's content (`emotion.model_io.hub_config`)."""
+        from emotion.model_io import hub_config
+
+        return hub_config(self)
 
 
 def fold_batchnorms(net: torch.nn.Module) -> torch.nn.Module:
-    """Fold each eval-mode BatchNorm2d into the Conv2d just before it, in place; returns `net`.
+    """Fold each eval-mode plain BatchNorm2d into the Conv2d just before it, in place; returns `net`.
 
-    Covers timm ResNets' `convN`/`bnN` pairs and `Sequential` stems and shortcuts; any other
-    layout is left as it is, which is slower but still correct.
+    Pairs are found where timm's ResNets put them: `convN`/`bnN` attributes (a deep stem's `conv1`
+    is a Sequential whose last conv feeds `bn1`) and neighbours in a Sequential (the deep stem
+    itself, the shortcut's conv → bn, behind an average pool in the `d` variants). Any other layout
+    is left as it is, which is slower but still exact.
     """
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
     for module in list(net.modules()):
-        if isinstance(module, torch.nn.Sequential):
+        if isinstance(module, nn.Sequential):
             children = list(module.named_children())
             for (a, conv), (b, bn) in zip(children, children[1:], strict=False):
-                if isinstance(conv, torch.nn.Conv2d) and isinstance(bn, torch.nn.BatchNorm2d):
-                    setattr(module, a, fuse_conv_bn_eval(conv, bn))
-                    setattr(module, b, torch.nn.Identity())
+                _fold_pair(module, a, conv, module, b, bn)
         for i in range(1, 4):
-            conv, bn = getattr(module, f"conv{i}", None), getattr(module, f"bn{i}", None)
-            if isinstance(conv, torch.nn.Conv2d) and isinstance(bn, torch.nn.BatchNorm2d):
-                setattr(module, f"conv{i}", fuse_conv_bn_eval(conv, bn))
-                setattr(module, f"bn{i}", torch.nn.Identity())
+            owner, name, conv = module, f"conv{i}", getattr(module, f"conv{i}", None)
+            if isinstance(conv, nn.Sequential) and len(conv) and isinstance(conv[-1], nn.Conv2d):
+                owner, name, conv = conv, str(len(conv) - 1), conv[-1]
+            _fold_pair(owner, name, conv, module, f"bn{i}", getattr(module, f"bn{i}", None))
     return net
+
+
+def _fold_pair(
+    conv_owner: nn.Module, conv_name: str, conv: Any, bn_owner: nn.Module, bn_name: str, bn: Any
+) -> None:
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    if isinstance(conv, nn.Conv2d) and _is_foldable(bn):
+        setattr(conv_owner, conv_name, fuse_conv_bn_eval(conv, bn))
+        setattr(bn_owner, bn_name, nn.Identity())
+
+
+def _is_foldable(bn: Any) -> bool:
+    # `type is`, not isinstance: timm's BatchNormAct2d subclasses BatchNorm2d and also applies its
+    # activation (and dropout), which an Identity in its place would drop (a resnetv2_50d came
+    # out 21 % off). Without running statistics, eval mode normalises by the batch: no constant
+    # to fold.
+    return type(bn) is nn.BatchNorm2d and bn.running_mean is not None and bn.running_var is not None
 
 
 def build_model(
@@ -267,14 +279,27 @@ def build_model(
     model_args: dict[str, Any] | None = None,
     info: dict[str, Any] | None = None,
 ) -> EmotionModel:
-    """A fresh timm ResNet with a `len(labels)`-way head (dropout before it: the seed's fix)."""
-    if not architecture.startswith(("resnet", "resnext", "seresnet", "wide_resnet")):
-        raise ValueError(
-            f"{architecture!r} is not a timm ResNet: use e.g. 'resnet18', 'resnet34', 'resnet50'."
+    """A fresh timm ResNet with a `len(labels)`-way head (dropout before it: the seed's fix).
+
+    `architecture` is one of `supported_architectures()`; `model_args` go to `timm.create_model`
+    (default: output_stride 16) and are saved in config.json to rebuild the same network.
+    """
+    if architecture not in supported_architectures():
+        raise UnsupportedArchitectureError(
+            f"{architecture!r} is not one of the timm ResNets Emotion Lens supports (Grad-CAM at the "
+            f"last stage, pooled linear head, BatchNorm folding): the families "
+            f"{', '.join(SUPPORTED_FAMILIES)} in timm's resnet module, without the anti-aliased "
+            "*aa* variants, e.g. resnet18, resnet18d, resnet34, resnet50, resnext50_32x4d, "
+            "seresnet50, wide_resnet50_2. emotion.model.supported_architectures() lists all "
+            f"{len(supported_architectures())}."
         )
-    if architecture not in timm.list_models():
-        raise ValueError(f"timm has no model {architecture!r}: see timm.list_models('resnet*').")
     args = dict(DEFAULT_MODEL_ARGS if model_args is None else model_args)
+    clashing = sorted(set(args) & set(_OWN_ARGS))
+    if clashing:
+        raise ValueError(
+            f"model_args must not set {', '.join(clashing)}: build_model sets them from labels, "
+            "drop_rate and pretrained."
+        )
     net = timm.create_model(
         architecture, pretrained=pretrained, num_classes=len(labels), drop_rate=drop_rate, **args
     )
@@ -288,31 +313,9 @@ def build_model(
     )
 
 
-def load_model(
-    source: str | Path | None = None, *, device: str = "cpu", precision: str = "auto"
-) -> EmotionModel:
-    """Load a model folder or a Hub repo (`user/name`, `user/name@rev`, `hf_hub:user/name`).
-
-    `None` loads the synthetic demo model from the cache (build it with `python -m training.demo`
-    or by starting `python -m app`). Only safetensors weights are read.
-    """
-    if source is None:
-        folder = demo_model_dir()
-        if not (folder / WEIGHTS_NAME).is_file():
-            raise ModelLoadError(
-                f"The demo model is not built yet (looked in {folder}). Run `python -m training.demo` "
-                "(about 3 minutes on 2 CPU cores) or start `python -m app`, which builds it."
-            )
-        label = f"demo model ({folder})"
-    else:
-        folder, label = _resolve_source(str(source))
-    model = _load_folder(folder, source_label=label)
-    model.to(device)
-    model.precision = resolve_precision(precision, model.device)
-    return model
-
-
 def resolve_precision(precision: str, device: torch.device) -> str:
+    """'auto' → bf16 where the device runs it natively (CUDA with bf16, a CPU with AMX or
+    AVX512-BF16), else fp32; 'fp32' and 'bf16' are kept as they are."""
     if precision not in ("auto", "fp32", "bf16"):
         raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', not {precision!r}.")
     if precision != "auto":
@@ -329,133 +332,3 @@ def _cpu_has_fast_bf16() -> bool:
     except OSError:
         return False
     return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
-def _resolve_source(source: str) -> tuple[Path, str]:
-    path = Path(source).expanduser()
-    if path.is_dir():
-        return path, str(path)
-    if source.startswith("local-dir:"):
-        return Path(source[len("local-dir:") :]), source
-    match = _HUB_ID.match(source)
-    if not match or path.exists():
-        raise ModelLoadError(
-            f"Model source {source!r} is neither a model folder nor a Hub id. Give a folder with "
-            "config.json + model.safetensors, or 'user/name', 'user/name@revision', 'hf_hub:user/name'."
-        )
-    repo_id, revision = match.group(1), match.group(2)
-    return _download(repo_id, revision), f"{repo_id}@{revision}" if revision else repo_id
-
-
-def _download(repo_id: str, revision: str | None) -> Path:
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
-
-    try:
-        folder = snapshot_download(
-            repo_id, revision=revision, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, "*.md"]
-        )
-    except RepositoryNotFoundError as err:
-        raise ModelLoadError(
-            f"No model {repo_id!r} on the Hub (or it is private: log in with `hf auth login` "
-            "or set HF_TOKEN)."
-        ) from err
-    except LocalEntryNotFoundError as err:
-        raise ModelLoadError(
-            f"Cannot reach the Hub for {repo_id!r} and it is not in the local cache: "
-            "connect, or download it once before using HF_HUB_OFFLINE=1."
-        ) from err
-    except HfHubHTTPError as err:
-        raise ModelLoadError(f"The Hub refused {repo_id!r}@{revision or 'main'}: {err}") from err
-    if not (Path(folder) / WEIGHTS_NAME).is_file():
-        _refuse_repo_without_safetensors(repo_id, revision)
-    return Path(folder)
-
-
-def _refuse_repo_without_safetensors(repo_id: str, revision: str | None) -> None:
-    # allow_patterns fetched only the config: list what the repo does hold.
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
-
-    try:
-        remote = HfApi().list_repo_files(repo_id, revision=revision)
-    except (HfHubHTTPError, OSError):
-        remote = []
-    raise _no_weights_error(
-        f"Hub repo {repo_id}@{revision or 'main'}", remote, then=f" and push {WEIGHTS_NAME}"
-    )
-
-
-def _no_weights_error(where: str, file_names: list[str], *, then: str = "") -> ModelLoadError:
-    """No safetensors weights in `where`; names the pickle checkpoints it holds instead, if any,
-    so the error says why they are not loaded rather than just "no weights"."""
-    pickles = [name for name in file_names if name.endswith(PICKLE_SUFFIXES)]
-    hint = (
-        f" It holds {', '.join(pickles)}: pickle checkpoints are not loaded because they can run "
-        f"code. Convert it with safetensors.torch.save_file{then}."
-        if pickles
-        else ""
-    )
-    return ModelLoadError(f"No {WEIGHTS_NAME} in {where}.{hint}")
-
-
-def _load_folder(folder: Path, *, source_label: str) -> EmotionModel:
-    config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
-    if not weights_path.is_file():
-        raise _no_weights_error(source_label, [p.name for p in folder.glob("*")])
-    if not config_path.is_file():
-        raise ModelLoadError(
-            f"No {CONFIG_NAME} in {source_label}: it says which network and labels to build."
-        )
-    config = json.loads(config_path.read_text())
-    labels = _labels_from_config(config, source_label)
-    pre_cfg = config.get("pretrained_cfg", {})
-    size = pre_cfg.get("input_size", [3, 100, 100])
-    model = build_model(
-        config["architecture"],
-        labels=labels,
-        drop_rate=0.0,
-        preprocessing=Preprocessing(
-            input_size=int(size[-1]),
-            mean=tuple(pre_cfg.get("mean", IMAGENET_MEAN)),
-            std=tuple(pre_cfg.get("std", IMAGENET_STD)),
-        ),
-        model_args=config.get("model_args", {}),
-        info=config.get("emotion_lens", {}),
-    )
-    state = load_file(weights_path)
-    _check_head(state, labels, source_label)
-    missing, unexpected = model.net.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ModelLoadError(
-            f"The weights in {source_label} do not fit {config['architecture']}: missing "
-            f"{missing[:3]}, unexpected {unexpected[:3]}. Is config.json's architecture right?"
-        )
-    model.source = source_label
-    model.net.eval()
-    return model
-
-
-def _labels_from_config(config: dict[str, Any], source_label: str) -> tuple[str, ...]:
-    labels = config.get("label_names") or config.get("pretrained_cfg", {}).get("label_names")
-    if not labels:
-        raise ModelLoadError(
-            f"config.json in {source_label} has no label_names: an emotion model must name its "
-            f"classes, e.g. {list(EMOTIONS)}."
-        )
-    num_classes = config.get("num_classes", len(labels))
-    if num_classes != len(labels):
-        raise ModelLoadError(
-            f"config.json in {source_label} says num_classes={num_classes} but lists "
-            f"{len(labels)} label_names: make them agree."
-        )
-    return tuple(labels)
-
-
-def _check_head(state: dict[str, torch.Tensor], labels: tuple[str, ...], source_label: str) -> None:
-    head = state.get("fc.weight")
-    if head is not None and head.shape[0] != len(labels):
-        raise ModelLoadError(
-            f"The weights in {source_label} have a {head.shape[0]}-way head but config.json names "
-            f"{len(labels)} labels ({', '.join(labels)}): the config does not match the weights."
-        )

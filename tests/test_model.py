@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import fnmatch
 import json
 import shutil
 
@@ -12,7 +14,15 @@ import torch
 from PIL import Image
 
 from emotion import EMOTIONS, ModelLoadError, load_model
-from emotion.model import build_model
+from emotion.errors import UnsupportedArchitectureError
+from emotion.model import (
+    SUPPORTED_FAMILIES,
+    Preprocessing,
+    build_model,
+    fold_batchnorms,
+    supported_architectures,
+)
+from emotion.runs import RunFolder
 
 
 @pytest.fixture(scope="module")
@@ -103,11 +113,191 @@ def test_pickle_only_folder_is_refused(untrained_folder, tmp_path):
         load_model(folder)
 
 
-def test_unknown_source_and_non_resnet_are_clear_errors(tmp_path):
+def test_unknown_source_is_a_clear_error(tmp_path):
     with pytest.raises(ModelLoadError, match="neither a model folder nor a Hub id"):
         load_model(str(tmp_path / "no" / "such" / "folder"))
-    with pytest.raises(ValueError, match="not a timm ResNet"):
-        build_model("vit_tiny_patch16_224")
+
+
+# One small member of each supported family: they must build at stride 16 with the stage and
+# the head this code reads.
+FAMILY_EXAMPLES = (
+    "resnet10t",
+    "resnet18d",
+    "resnet26t",
+    "resnet50_gn",
+    "resnetblur18",
+    "resnetrs50",
+    "resnext50_32x4d",
+    "seresnet18",
+    "seresnext26d_32x4d",
+    "ecaresnet26t",
+    "ecaresnetlight",
+    "wide_resnet50_2",
+)
+
+
+@pytest.mark.parametrize(
+    "architecture", ["vit_tiny_patch16_224", "resnetv2_50d", "resnetaa50", "no_such_net"]
+)
+def test_unsupported_architectures_are_refused_with_the_supported_ones_named(architecture):
+    with pytest.raises(UnsupportedArchitectureError) as err:
+        build_model(architecture)
+    message = str(err.value)
+    assert architecture in message
+    assert "resnet18" in message and all(family in message for family in SUPPORTED_FAMILIES)
+
+
+def test_supported_architectures_are_timm_resnets_of_the_named_families():
+    from timm.models.resnet import ResNet
+
+    names = supported_architectures()
+    assert set(FAMILY_EXAMPLES) <= set(names) and "resnet18" in names
+    assert all(any(fnmatch.fnmatch(n, f) for f in SUPPORTED_FAMILIES) for n in names)
+    assert not any("aa" in n for n in names)  # anti-aliased variants fail at 100×100
+    for name in FAMILY_EXAMPLES:
+        with torch.device("meta"):  # shapes only: no weights allocated
+            model = build_model(name)
+        assert isinstance(model.net, ResNet), name
+        assert model.cam_layer_name == "layer4" and model.output_stride == 16, name
+        assert model.has_pooled_linear_head, name
+        assert model.head_weight.shape == (len(EMOTIONS), model.net.num_features), name
+
+
+@pytest.mark.parametrize("architecture", FAMILY_EXAMPLES)
+@pytest.mark.parametrize("size", [100, 97, 64])
+def test_cam_grid_is_the_shape_the_cam_layer_gives(architecture, size):
+    with torch.device("meta"):  # the same shape arithmetic as a real forward, without the work
+        model = build_model(architecture, preprocessing=Preprocessing(input_size=size))
+        features = model.net.forward_features(torch.empty(1, 3, size, size))
+    assert model.cam_grid == tuple(features.shape[-2:])
+
+
+def test_cam_grid_matches_a_real_forward_of_the_default_model(untrained_model):
+    _, features = untrained_model.predict_with_features(np.zeros((1, 100, 100, 3), np.uint8))
+    assert untrained_model.cam_grid == tuple(features.shape[-2:]) == (7, 7)
+
+
+def test_layer_and_head_names_come_from_timm(tmp_path):
+    model = build_model("resnet18d")  # deep stem: its first conv is not `conv1`
+    net = model.net
+    assert model.cam_layer is net.layer4 and model.cam_layer_name == net.feature_info[-1]["module"]
+    assert model.head_weight is net.get_classifier().weight
+    assert model.first_conv_name == "conv1.0" and model.classifier_name == "fc"
+    cfg = json.loads((model.save(tmp_path / "m") / "config.json").read_text())
+    assert cfg["pretrained_cfg"]["first_conv"] == "conv1.0" and cfg["pretrained_cfg"]["classifier"] == "fc"
+    assert cfg["model_args"] == {"output_stride": 16}
+    assert load_model(tmp_path / "m").first_conv_name == "conv1.0"
+
+
+def test_pooled_linear_head_is_read_from_the_real_head():
+    model = build_model("resnet18", model_args={"output_stride": 16, "global_pool": "max"})
+    assert not model.has_pooled_linear_head
+    model = build_model("resnet18")
+    assert model.has_pooled_linear_head
+    model.net.reset_classifier(0)  # no linear layer left: Grad-CAM must not read weights
+    assert not model.has_pooled_linear_head
+
+
+def _randomise_batchnorms(net: torch.nn.Module, seed: int = 0) -> None:
+    """Non-trivial running statistics and affine terms, so a fold that drops any of them shows."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                n = m.num_features
+                m.running_mean.copy_(torch.randn(n, generator=gen) * 0.2)
+                m.running_var.copy_(torch.rand(n, generator=gen) * 1.5 + 0.5)
+                m.weight.copy_(torch.rand(n, generator=gen) + 0.5)
+                m.bias.copy_(torch.randn(n, generator=gen) * 0.2)
+
+
+def _folded_and_reference_logits(net: torch.nn.Module) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    _randomise_batchnorms(net)
+    net.eval()
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    folded = fold_batchnorms(copy.deepcopy(net))
+    with torch.no_grad():
+        return folded, net(x), folded(x)
+
+
+@pytest.mark.parametrize(
+    "architecture", ["resnet18", "resnet18d", "resnet26t", "resnetrs50", "seresnext26d_32x4d", "ecaresnet26t"]
+)
+def test_folding_batchnorm_is_exact_and_folds_every_plain_batchnorm(architecture):
+    # resnet18d/26t: deep stem (its last conv feeds bn1) and avg-pool → conv → bn shortcuts;
+    # resnetrs50: a conv → bn → act stem pool; the others: attention blocks between the pairs.
+    torch.manual_seed(0)
+    folded, ref, out = _folded_and_reference_logits(build_model(architecture).net)
+    assert (out - ref).abs().max() <= 1e-4 * ref.abs().max()
+    assert not any(type(m) is torch.nn.BatchNorm2d for m in folded.modules())
+
+
+def test_batchnorm_with_its_activation_is_refused_or_left_alone():
+    from timm.layers import BatchNormAct2d
+
+    with pytest.raises(UnsupportedArchitectureError):
+        build_model("resnetv2_50d")
+    # Folding such a net directly keeps each BatchNormAct2d (its ReLU inside), so it stays exact.
+    torch.manual_seed(0)
+    net = timm.create_model("resnetv2_50d", num_classes=5)
+    count = sum(isinstance(m, BatchNormAct2d) for m in net.modules())
+    folded, ref, out = _folded_and_reference_logits(net)
+    assert count > 0 and sum(isinstance(m, BatchNormAct2d) for m in folded.modules()) == count
+    assert (out - ref).abs().max() <= 1e-4 * ref.abs().max()
+
+
+def _run_folder(root, model_folder) -> RunFolder:
+    run = RunFolder(root)
+    shutil.copytree(model_folder, run.model_dir)
+    run.config.write_text("architecture: resnet18\n")
+    run.metrics.write_text("{}")
+    return run
+
+
+def test_a_run_folder_is_a_model_source(untrained_folder, untrained_model, tmp_path, faces):
+    run = _run_folder(tmp_path / "run", untrained_folder)
+    expected = untrained_model.predict(faces)
+    for source in (run.root, run.model_dir, str(run.root), f"local-dir:{run.root}"):
+        model = load_model(source, precision="fp32")
+        assert model.source == str(run.model_dir)
+        np.testing.assert_allclose(model.predict(faces), expected, atol=1e-6)
+
+
+def test_a_run_folder_without_its_model_says_so(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    run.root.mkdir()
+    run.config.write_text("architecture: resnet18\n")
+    with pytest.raises(ModelLoadError, match="run folder without a model yet"):
+        load_model(run.root)
+
+
+def test_a_path_that_is_neither_layout_names_both(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes.txt").write_text("hello")
+    for source in (tmp_path / "empty", tmp_path / "notes.txt"):
+        with pytest.raises(ModelLoadError, match="neither a model folder") as err:
+            load_model(source)
+        assert "run folder" in str(err.value) and "model.safetensors" in str(err.value)
+
+
+def test_a_config_written_by_timm_save_for_hf_loads(untrained_folder, tmp_path, faces):
+    # timm's save_for_hf writes num_classes into model_args; the labels decide the head here.
+    folder = tmp_path / "timm_style"
+    shutil.copytree(untrained_folder, folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["model_args"]["num_classes"] = 5
+    (folder / "config.json").write_text(json.dumps(cfg))
+    assert load_model(folder).labels == EMOTIONS
+
+
+def test_a_config_naming_an_unsupported_architecture_is_a_load_error(untrained_folder, tmp_path):
+    folder = tmp_path / "vit"
+    shutil.copytree(untrained_folder, folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["architecture"] = "vit_tiny_patch16_224"
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelLoadError, match="not one of the timm ResNets .* resnet18"):
+        load_model(folder)
 
 
 def test_missing_demo_model_says_how_to_build_it(tmp_path, monkeypatch):
