@@ -7,7 +7,8 @@ from pathlib import Path
 
 import torch
 
-from emotion.model import EmotionModel, load_model
+from emotion.model import EmotionModel
+from emotion.model_io import load_model
 
 
 def emit(text: str, result: dict, json_path: Path | None) -> None:

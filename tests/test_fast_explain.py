@@ -24,7 +24,8 @@ from emotion.explainers.lime import (
     perturbed_faces,
     segment_face,
 )
-from emotion.model import build_model, load_model
+from emotion.model import build_model
+from emotion.model_io import load_model
 from training.synthetic import make_dataset
 
 
