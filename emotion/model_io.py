@@ -35,7 +35,7 @@ from emotion.runs import RunFolder
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".ckpt", ".pkl")  # never loaded: they can run code
-DEMO_MODEL_NAME = "demo-synthetic-v1"
+DEMO_MODEL_NAME = "demo-synthetic-v2"  # v2: a run folder, v1 was a model folder
 _HUB_ID = re.compile(r"^(?:hf_hub:|hf-hub:)?([\w.\-]+/[\w.\-]+)(?:@([\w.\-/]+))?$")
 _LOCAL_DIR = "local-dir:"  # timm's prefix for a folder, accepted here too
 _LAYOUTS = (
@@ -69,7 +69,8 @@ def load_model(
     or by starting `python -m app`). Only safetensors weights are read.
     """
     if source is None:
-        folder = demo_model_dir()
+        # The demo model's cache is a run folder (training.demo runs the training loop).
+        folder = RunFolder(demo_model_dir()).model_dir
         if not (folder / WEIGHTS_NAME).is_file():
             raise ModelLoadError(
                 f"The demo model is not built yet (looked in {folder}). Run `python -m training.demo` "

@@ -15,7 +15,8 @@ import pytest
 import torch
 from skimage import data
 
-from emotion.model import EmotionModel, build_model, load_model
+from emotion.model import EmotionModel, build_model
+from emotion.model_io import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,13 +42,13 @@ def untrained_model(untrained_folder) -> EmotionModel:
 
 @pytest.fixture(scope="session")
 def demo_folder(tmp_path_factory) -> Path:
-    """The demo recipe trained once per session (about 4 minutes), for meaning checks."""
-    from training.demo import DemoConfig, ensure_demo_model
+    """The demo preset trained once per session (a run folder), for meaning checks."""
+    from training.demo import ensure_demo_model
+    from training.train import demo_preset
 
     # Bounded by steps instead of the clock: what the model learns must not depend on how busy
     # the machine is (the 3-minute target is measured, not asserted).
-    recipe = DemoConfig()
-    steps_bound = replace(recipe, fit=replace(recipe.fit, time_budget_s=None))
+    steps_bound = replace(demo_preset(), time_budget_s=None)
     return ensure_demo_model(tmp_path_factory.mktemp("cache") / "demo", config=steps_bound)
 
 

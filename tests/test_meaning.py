@@ -7,8 +7,6 @@ so "where it looked" can be checked against ground truth.
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 

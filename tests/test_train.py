@@ -15,7 +15,9 @@ import yaml
 from safetensors.torch import load_file
 
 from emotion import EMOTIONS, load_model
-from training.train import TrainConfig, load_config
+from emotion.model import build_model
+from emotion.runs import CONFUSION_MATRIX, CURVES, MEAN_GRADCAM, METRICS, RunFolder
+from training.train import TrainConfig, TrainConfigError, Trainer, load_config
 from training.train import main as train_main
 
 from .conftest import ROOT
@@ -43,6 +45,7 @@ def test_run_folder_holds_model_metrics_plots_and_config(run_dir):
         "curves.png",
         "model",
         "tensorboard",
+        "mean_gradcam.png",
     } <= names
     assert {p.name for p in (run_dir / "checkpoints").iterdir()} == {"best.pt", "last.pt"}
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -50,6 +53,8 @@ def test_run_folder_holds_model_metrics_plots_and_config(run_dir):
     assert len(metrics["confusion_matrix"]) == 5 and all(len(r) == 5 for r in metrics["confusion_matrix"])
     assert sum(map(sum, metrics["confusion_matrix"])) == sum(metrics["val_counts"].values())
     assert 0 <= metrics["macro_f1"] <= 1 and [h["epoch"] for h in metrics["history"]] == [1, 2]
+    assert metrics["images_per_s"] > 0 and all(h["images_per_s"] > 0 for h in metrics["history"])
+    assert metrics["mean_gradcam_faces"] == sum(metrics["val_counts"].values())
     model = load_model(run_dir / "model")
     assert model.labels == EMOTIONS
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
@@ -57,9 +62,91 @@ def test_run_folder_holds_model_metrics_plots_and_config(run_dir):
     assert any((run_dir / "tensorboard").iterdir())
 
 
-def test_checkpoints_load_without_pickle(run_dir):
+def test_checkpoints_load_without_pickle_and_carry_what_rebuilds_the_model(run_dir):
     state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     assert state["epoch"] == 1 and state["labels"] == list(EMOTIONS)
+    model = build_model(
+        state["arch"], labels=tuple(state["labels"]), model_args=json.loads(state["model_args"])
+    )
+    model.net.load_state_dict(state["model"])  # strict: every tensor fits
+    assert json.loads(state["model_args"]) == load_model(run_dir).model_args
+
+
+def test_evaluate_and_push_read_the_run_folder_train_wrote(run_dir, tmp_path):
+    from hub.push import PushConfig, dry_run
+    from training.evaluate import main as evaluate_main
+
+    run = RunFolder(run_dir)
+    # A run folder is a model source for every command that takes a model.
+    assert load_model(run_dir).labels == load_model(run.model_dir).labels
+    assert (
+        evaluate_main(["--model", str(run_dir), "--data", "synthetic:2", "--out", str(tmp_path / "eval")])
+        == 0
+    )
+    assert {p.name for p in (tmp_path / "eval").iterdir()} == {METRICS, CONFUSION_MATRIX, MEAN_GRADCAM}
+    files = dry_run(PushConfig(source=run_dir, repo_id="tester/run"), tmp_path / "push")
+    # hub reads the figures training drew, byte for byte; it draws nothing of its own.
+    for name in (CONFUSION_MATRIX, CURVES, MEAN_GRADCAM):
+        assert name in files
+        assert (tmp_path / "push" / name).read_bytes() == (run_dir / name).read_bytes()
+    card = (tmp_path / "push" / "README.md").read_text()
+    assert "![Mean Grad-CAM per emotion](mean_gradcam.png)" in card and "Not shown" not in card
+
+
+def test_demo_preset_and_flags_merge():
+    cfg = load_config(None, {"epochs": 2}, preset="demo")
+    assert cfg.demo and cfg.data == "synthetic:1000" and cfg.time_budget_s and cfg.epochs == 2
+    with pytest.raises(TrainConfigError, match="Unknown preset"):
+        load_config(None, {"data": "synthetic:5"}, preset="nope")
+
+
+def test_time_budget_stops_early_with_the_learning_rate_annealed(tmp_path):
+    cfg = load_config(
+        None,
+        {
+            "data": "synthetic:12",
+            "out": str(tmp_path / "r"),
+            "batch_size": 8,
+            "precision": "fp32",
+            "epochs": 500,
+            "time_budget_s": 4.0,
+            "validate_every_epoch": False,
+        },
+    )
+    metrics = Trainer(cfg).fit()
+    history = metrics["history"]
+    assert len(history) < 500, "the budget did not stop the run"
+    assert history[-1]["lr"] < 0.05 * cfg.lr, "the cosine did not follow the clock to its end"
+    # Validated once, at the end, and that epoch's model is the one saved.
+    assert [("val_loss" in h) for h in history] == [False] * (len(history) - 1) + [True]
+    assert metrics["best_epoch"] == len(history)
+
+
+def test_progressive_resizing_trains_small_then_full_size(tmp_path, monkeypatch):
+    cfg = load_config(
+        None,
+        {
+            "data": "synthetic:8",
+            "out": str(tmp_path / "r"),
+            "batch_size": 8,
+            "precision": "fp32",
+            "epochs": 2,
+            "small_until": 0.5,
+            "small_size": 48,
+        },
+    )
+    trainer = Trainer(cfg)
+    sizes = []
+    forward = trainer.net.forward
+
+    def recording_forward(x):
+        if trainer.net.training:  # not the validation passes
+            sizes.append(x.shape[-1])
+        return forward(x)
+
+    monkeypatch.setattr(trainer.net, "forward", recording_forward)
+    trainer.fit()
+    assert trainer.total_steps == 10 and sizes == [48] * 5 + [100] * 5, sizes
 
 
 def test_config_file_and_flags_merge_and_unknown_keys_are_refused(tmp_path):
@@ -68,7 +155,7 @@ def test_config_file_and_flags_merge_and_unknown_keys_are_refused(tmp_path):
     cfg = load_config(cfg_file, {"data": "synthetic:5", "lr": 0.02})
     assert isinstance(cfg, TrainConfig) and cfg.epochs == 7 and cfg.lr == 0.02 and cfg.augment.flip == 0.0
     cfg_file.write_text("epoch: 7\n")
-    with pytest.raises(ValueError, match="Unknown config keys"):
+    with pytest.raises(TrainConfigError, match="Unknown config keys"):
         load_config(cfg_file, {"data": "synthetic:5"})
 
 

@@ -29,7 +29,10 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator | No
     n, dev = x.shape[0], x.device
 
     def rand(*shape: int) -> torch.Tensor:
-        return torch.rand(*shape, generator=generator, device="cpu").to(dev)
+        # Drawn where the generator lives: a generator on the GPU keeps the training step free
+        # of host-to-device copies, which would make the host wait for the GPU every step.
+        where = generator.device if generator is not None else dev
+        return torch.rand(*shape, generator=generator, device=where).to(dev)
 
     angle = (rand(n) * 2 - 1) * math.radians(cfg.rotate_deg)
     zoom = 1 + (rand(n) * 2 - 1) * cfg.scale

@@ -21,9 +21,12 @@ from __future__ import annotations
 import argparse
 import io
 import logging
+import multiprocessing
+import os
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -346,6 +349,10 @@ def make_face(
     return SyntheticFace(image=img, label=label, masks=masks)
 
 
+# Below this many faces, starting worker processes costs more than drawing in this one.
+PARALLEL_MIN_FACES = 1000
+
+
 def make_dataset(
     per_class: int,
     *,
@@ -353,13 +360,18 @@ def make_dataset(
     shortcut_class: str | None = None,
     shortcut_rate: float = 0.8,
     start: int = 0,
+    with_masks: bool = True,
+    workers: int | None = None,
 ) -> SyntheticSet:
     """Balanced set of `per_class` faces per emotion, classes interleaved (0,1,2,3,4,0,1,...).
 
     Image j of class c is drawn from ``default_rng([seed, c, start + j])``, so `start`
     offsets the image index: train/val sets from one seed never share images. With
     `shortcut_class`, that class gets the corner cue on `shortcut_rate` of its images and
-    the other classes on OTHER_SHORTCUT_RATE of theirs.
+    the other classes on OTHER_SHORTCUT_RATE of theirs. `with_masks=False` leaves the region
+    masks out (a training set needs none, and they are 5× the images' memory). Large sets are
+    drawn by `workers` processes (default: one per core), each a contiguous range of image
+    indices: the pixels are the same either way.
     """
     if per_class < 0 or start < 0:
         raise ValueError(f"per_class and start must be >= 0, got {per_class} and {start}.")
@@ -367,18 +379,43 @@ def make_dataset(
         raise ValueError(f"Unknown shortcut_class {shortcut_class!r}; expected one of {', '.join(EMOTIONS)}.")
     if not 0.0 <= shortcut_rate <= 1.0:
         raise ValueError(f"shortcut_rate must be in [0, 1], got {shortcut_rate}.")
+    workers = len(os.sched_getaffinity(0)) if workers is None else workers
+    if workers <= 1 or per_class * len(EMOTIONS) < PARALLEL_MIN_FACES:
+        return _draw(per_class, seed, shortcut_class, shortcut_rate, start, with_masks)
+    bounds = np.linspace(0, per_class, workers + 1).round().astype(int)
+    jobs = [
+        (int(b - a), seed, shortcut_class, shortcut_rate, start + int(a), with_masks)
+        for a, b in zip(bounds, bounds[1:], strict=False)
+    ]
+    # spawn, not fork: a forked child of a process whose torch/OpenMP threads are running can hang.
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        parts = list(pool.map(_draw_job, jobs))
+    return SyntheticSet(
+        images=np.concatenate([p.images for p in parts]),
+        labels=np.concatenate([p.labels for p in parts]),
+        masks={r: np.concatenate([p.masks[r] for p in parts]) for r in parts[0].masks},
+    )
+
+
+def _draw_job(job: tuple) -> SyntheticSet:
+    return _draw(*job)
+
+
+def _draw(
+    per_class: int, seed: int, shortcut_class: str | None, shortcut_rate: float, start: int, with_masks: bool
+) -> SyntheticSet:
     n = per_class * len(EMOTIONS)
     images = np.empty((n, 100, 100, 3), np.uint8)
     labels = np.tile(np.arange(len(EMOTIONS), dtype=np.int64), per_class)
-    masks = {r: np.empty((n, 100, 100), bool) for r in REGIONS}
+    masks = {r: np.empty((n, 100, 100), bool) for r in REGIONS} if with_masks else {}
     for i, c in enumerate(labels):
         rng = np.random.default_rng([seed, int(c), start + i // len(EMOTIONS)])
         # Always drawn, so the faces are the same with or without a shortcut class.
         stamp = rng.random() < (shortcut_rate if EMOTIONS[c] == shortcut_class else OTHER_SHORTCUT_RATE)
         face = make_face(EMOTIONS[c], rng, shortcut=shortcut_class is not None and stamp)
         images[i] = face.image
-        for r in REGIONS:
-            masks[r][i] = face.masks[r]
+        for r, mask in masks.items():
+            mask[i] = face.masks[r]
     return SyntheticSet(images=images, labels=labels, masks=masks)
 
 
@@ -386,7 +423,7 @@ def synthetic_face_data(per_class: int, *, seed: int, start: int = 0, shortcut_c
     """`make_dataset` as a training.data.FaceData, ids `synthetic:{index}` from `start`."""
     from training.data import FaceData  # lazy: data.py pulls in PIL and the loaders
 
-    ds = make_dataset(per_class, seed=seed, start=start, shortcut_class=shortcut_class)
+    ds = make_dataset(per_class, seed=seed, start=start, shortcut_class=shortcut_class, with_masks=False)
     ids = [f"synthetic:{start + i}" for i in range(len(ds.labels))]
     return FaceData(ds.images, ds.labels, EMOTIONS, ids)
 
