@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from emotion.files import write_file_atomically
+from emotion.runs import CONFUSION_MATRIX, CURVES, MEAN_GRADCAM, RunFolder
 
 if TYPE_CHECKING:  # torch is heavy: a push that fails on its token should fail in a second
     from emotion.model import EmotionModel
@@ -24,11 +23,6 @@ if TYPE_CHECKING:  # torch is heavy: a push that fails on its token should fail 
 log = logging.getLogger(__name__)
 
 TEMPLATE = Path(__file__).parent / "templates" / "modelcard_template.md"
-CONFUSION_MATRIX = "confusion_matrix.png"
-CURVES = "curves.png"
-MEAN_GRADCAM = "mean_gradcam.png"
-PLOTS = (CONFUSION_MATRIX, CURVES)
-MAX_FACES_PER_CLASS = 32  # enough for a stable mean map, cheap on 2 CPU cores
 
 
 @dataclass(frozen=True)
@@ -36,13 +30,15 @@ class RunFiles:
     """What a run folder (or a bare model folder) offers to the card."""
 
     model_dir: Path  # config.json + model.safetensors
-    run_dir: Path | None = None  # None when a bare model folder was given
+    run: RunFolder | None = None  # None when a bare model folder was given
     metrics: dict[str, Any] | None = None  # metrics.json
     train_config: dict[str, Any] | None = None  # config.yaml
 
     def plot(self, name: str) -> Path | None:
-        path = self.run_dir / name if self.run_dir else None
-        return path if path is not None and path.is_file() else None
+        return self.run.plot(name) if self.run else None
+
+    def plots(self) -> dict[str, Path]:
+        return self.run.plots() if self.run else {}
 
 
 @dataclass(frozen=True)
@@ -55,28 +51,19 @@ class CardOptions:
 
 
 def read_run(folder: Path) -> RunFiles:
-    """A run folder has model/ plus metrics.json, config.yaml and plots; a model folder has none."""
+    """A run folder (emotion.runs) has model/, metrics, config and plots; a model folder has none."""
     from hub.errors import RunFolderError
 
     folder = Path(folder)
-    if (folder / "model" / "config.json").is_file():
-        model_dir, run_dir = folder / "model", folder
-    elif (folder / "config.json").is_file():
-        model_dir, run_dir = folder, None
-        # A model folder inside a run folder (runs/x/model): the run's files are one level up.
-        if (folder.parent / "metrics.json").is_file():
-            run_dir = folder.parent
-    else:
-        raise RunFolderError(
-            f"{folder} is neither a run folder (model/ + metrics.json) nor a model folder "
-            "(config.json + model.safetensors). Pass the folder `python -m training.train --out` wrote."
-        )
-    metrics = train_config = None
-    if run_dir is not None and (run_dir / "metrics.json").is_file():
-        metrics = json.loads((run_dir / "metrics.json").read_text())
-    if run_dir is not None and (run_dir / "config.yaml").is_file():
-        train_config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-    return RunFiles(model_dir=model_dir, run_dir=run_dir, metrics=metrics, train_config=train_config)
+    run = RunFolder.holding(folder)
+    if run is not None:
+        return RunFiles(run.model_dir, run, run.read_metrics(), run.read_config())
+    if (folder / "config.json").is_file():
+        return RunFiles(model_dir=folder)
+    raise RunFolderError(
+        f"{folder} is neither a run folder (model/ + metrics.json) nor a model folder "
+        "(config.json + model.safetensors). Pass the folder `python -m training.train --out` wrote."
+    )
 
 
 def data_source(run: RunFiles) -> str | None:
@@ -146,81 +133,19 @@ def metrics_table(metrics: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def validation_faces(run: RunFiles) -> tuple[np.ndarray, np.ndarray] | None:
-    """(faces N×H×W×3 uint8, labels N) of the run's validation split, or None when unknown.
+def explanation_notes(model: EmotionModel) -> list[tuple[str, str]]:
+    """(title, what its maps read for this model) of every registered explanation method."""
+    from emotion.explainers import registry  # lazy: torch; a push that fails on its token fails fast
 
-    Runs do not save their validation images; a synthetic run is regenerated exactly as
-    training.train drew it (same seed, the faces after the training ones).
-    """
-    source = data_source(run)
-    if not source or not source.startswith("synthetic:"):
-        return None
-    from training.synthetic import synthetic_split  # lazy: only synthetic runs need the generator
-
-    cfg = run.train_config or {}
-    val = synthetic_split(
-        source, "val", seed=int(cfg.get("seed", 0)), val_fraction=float(cfg.get("val_fraction", 0.15))
-    )
-    return np.asarray(val.images), np.asarray(val.labels)
-
-
-def save_mean_gradcam(
-    model: EmotionModel,
-    faces: np.ndarray,
-    labels: np.ndarray,
-    path: Path,
-    *,
-    max_per_class: int = MAX_FACES_PER_CLASS,
-) -> int:
-    """One PNG at `path`: per class, its Grad-CAM map averaged over its faces, over their mean
-    face. Returns how many faces it used."""
-    import cv2
-
-    from emotion.explainers.gradcam import gradcams
-    from emotion.explainers.render import overlay
-
-    tiles, used = [], 0
-    for index, label in enumerate(model.labels):
-        own = faces[labels == index][:max_per_class]
-        if len(own) == 0:
-            tiles.append(np.full((200, 200, 3), 255, np.uint8))
-            continue
-        used += len(own)
-        mean_map = gradcams(model, own)[:, index].mean(axis=0)  # one batched forward
-        mean_face = np.mean(own.astype(np.float32), axis=0).round().astype(np.uint8)
-        peak = float(mean_map.max())
-        tile = overlay(mean_face, mean_map / peak if peak > 0 else mean_map)
-        tiles.append(_caption(tile, f"{label} (n={len(own)})", cv2))
-    grid = np.concatenate(tiles, axis=1)
-    _write_png(path, grid)
-    return used
-
-
-def _caption(tile: np.ndarray, text: str, cv2) -> np.ndarray:
-    band = np.full((28, tile.shape[1], 3), 255, np.uint8)
-    cv2.putText(band, text, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
-    return np.concatenate([band, tile], axis=0)
-
-
-def _write_png(path: Path, rgb: np.ndarray) -> None:
-    import io
-
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(rgb).save(buffer, format="PNG")
-    write_file_atomically(path, buffer.getvalue())
+    return [(registry.title_of(name), note) for name, note in registry.explainer_notes(model).items()]
 
 
 def build_model_card(
     run: RunFiles,
     model: EmotionModel,
     options: CardOptions,
-    *,
-    mean_gradcam_count: int | None,
 ) -> ModelCard:
-    """The card, rendered from the template; image links are relative to the repo root.
-    `mean_gradcam_count`: faces behind the mean Grad-CAM figure; None when there is none."""
+    """The card, rendered from the template; image links are relative to the repo root."""
     metrics = run.metrics or {}
     source = data_source(run)
     synthetic = is_synthetic(run, model)
@@ -229,14 +154,16 @@ def build_model_card(
         description = f"synthetic drawn faces ({source})"
     else:
         description = f"`{source}`" if source else "an unrecorded dataset"
-    if mean_gradcam_count is None:
-        note = (
-            "Not shown: the run did not save its validation faces and its data source "
-            f"({source or 'unknown'}) cannot be regenerated here. Run `python -m training.evaluate` "
-            "and look at the maps in the app instead."
+    mean_gradcam = run.plot(MEAN_GRADCAM)
+    note = (
+        ""
+        if mean_gradcam
+        else (
+            f"Not shown: no `{MEAN_GRADCAM}` beside the model. `python -m training.train` writes it "
+            "into the run folder (push the run folder, not only its model/), and "
+            "`python -m training.evaluate --model M --data D --out DIR` draws it for any data."
         )
-    else:
-        note = ""
+    )
     return ModelCard.from_template(
         card_data(run, model, options),
         template_path=str(TEMPLATE),
@@ -253,9 +180,7 @@ def build_model_card(
         std=list(model.preprocessing.std),
         architecture=model.architecture,
         model_args=json.dumps(model.model_args),
-        cam_note="layer4 dilated, 7×7 Grad-CAM maps at 100×100"
-        if model.model_args.get("output_stride") == 16
-        else "",
+        explainers=explanation_notes(model),
         train_config=yaml.safe_dump(run.train_config, sort_keys=False).strip() if run.train_config else "",
         data_description=description,
         data_source=source,
@@ -266,8 +191,8 @@ def build_model_card(
         val_total=sum(val_counts.values()) if val_counts else "?",
         confusion_matrix=CONFUSION_MATRIX if run.plot(CONFUSION_MATRIX) else None,
         curves=CURVES if run.plot(CURVES) else None,
-        mean_gradcam=MEAN_GRADCAM if mean_gradcam_count is not None else None,
-        mean_gradcam_count=mean_gradcam_count or 0,
-        mean_gradcam_cap=MAX_FACES_PER_CLASS,
+        mean_gradcam=MEAN_GRADCAM if mean_gradcam else None,
+        mean_gradcam_count=metrics.get("mean_gradcam_faces", "?"),
+        cam_layer=model.cam_layer_name,
         mean_gradcam_note=note,
     )

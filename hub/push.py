@@ -16,16 +16,7 @@ from pathlib import Path
 
 from emotion.cli import command
 from emotion.files import write_file_atomically, write_folder_atomically
-from hub.card import (
-    MEAN_GRADCAM,
-    PLOTS,
-    CardOptions,
-    RunFiles,
-    build_model_card,
-    read_run,
-    save_mean_gradcam,
-    validation_faces,
-)
+from hub.card import CardOptions, build_model_card, read_run
 from hub.errors import check_token, hub_http_errors
 
 log = logging.getLogger(__name__)
@@ -56,31 +47,19 @@ class PushResult:
 
 
 def prepare_folder(cfg: PushConfig, out: Path, *, write_card: bool = True) -> tuple[str, ...]:
-    """Write into `out` exactly the files that would be committed; return their names."""
-    from emotion.model import load_model
+    """Write into `out` exactly the files that would be committed; return their names. Only
+    reads the run folder: its plots are published as the run drew them."""
+    from emotion.model_io import load_model
 
     run = read_run(cfg.source)
     model = load_model(run.model_dir, precision="fp32")
-    extra = {name: path for name in PLOTS if (path := run.plot(name)) is not None}
-    model.save(out, extra_files=extra)  # the local save layout, atomically
+    model.save(out, extra_files=run.plots())  # the local save layout, atomically
     if write_card:
         card = build_model_card(
-            run,
-            model,
-            CardOptions(repo_id=cfg.repo_id, license=cfg.license, datasets=cfg.datasets),
-            mean_gradcam_count=_mean_gradcam(run, model, out),
+            run, model, CardOptions(repo_id=cfg.repo_id, license=cfg.license, datasets=cfg.datasets)
         )
         write_file_atomically(out / CARD_NAME, str(card).encode("utf-8"))
     return tuple(sorted(p.name for p in out.iterdir()))
-
-
-def _mean_gradcam(run: RunFiles, model, out: Path) -> int | None:
-    """Faces behind the mean Grad-CAM figure written into `out`, or None when none can be drawn."""
-    val = validation_faces(run)
-    if val is None:
-        log.info("No validation faces for %s: the card skips the mean Grad-CAM section.", run.model_dir)
-        return None
-    return save_mean_gradcam(model, val[0], val[1], out / MEAN_GRADCAM)
 
 
 def dry_run(cfg: PushConfig, out_dir: Path) -> tuple[str, ...]:

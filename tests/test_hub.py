@@ -35,7 +35,11 @@ EXPECTED = {
 
 def make_run(folder: Path, *, seed: int, per_class: int = 4) -> Path:
     """A run folder as training.train writes it, with an untrained model (fast)."""
+    from emotion.explainers.mean_maps import save_mean_gradcam
+    from emotion.model_io import load_model
+    from emotion.runs import MEAN_GRADCAM
     from training.metrics import compute_metrics, save_confusion_matrix, save_curves
+    from training.synthetic import make_dataset
 
     torch.manual_seed(seed)
     build_model("resnet18").save(folder / "model")
@@ -63,6 +67,8 @@ def make_run(folder: Path, *, seed: int, per_class: int = 4) -> Path:
     save_curves(history, folder / "curves.png")
     cfg = {"data": f"synthetic:{per_class}", "arch": "resnet18", "epochs": 1, "seed": 0, "val_fraction": 0.15}
     (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
+    faces = make_dataset(2, seed=seed)
+    save_mean_gradcam(load_model(folder / "model"), faces.images, faces.labels, folder / MEAN_GRADCAM)
     return folder
 
 
@@ -214,7 +220,7 @@ def test_revisions_and_card_protection(hub, pushed, tmp_path, face_png):
     """Push v1 then v2 to branch dev: @dev serves v2, main keeps v1, a hand-edited card survives."""
     from PIL import Image
 
-    from emotion.model import load_model
+    from emotion.model_io import load_model
 
     env = hub_env(hub, tmp_path / "hf")
     repo = hub.repo("tester/emotion")

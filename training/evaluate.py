@@ -1,7 +1,9 @@
 """`python -m training.evaluate --model SRC --data SRC [--split val] [--out DIR]`
 
 The same metrics as a training run (accuracy, macro-F1, per-class precision/recall/F1, confusion
-matrix) for any model on any dataset; printed, and saved as metrics.json + confusion_matrix.png.
+matrix) for any model (a model folder, a run folder or a Hub id) on any dataset; printed, and
+saved under the run folder's names (emotion.runs): metrics.json, confusion_matrix.png and
+mean_gradcam.png (what each emotion looks at on this data).
 """
 
 from __future__ import annotations
@@ -14,10 +16,19 @@ from typing import Any
 
 import numpy as np
 
-from emotion.model import EmotionModel, load_model
+from emotion.cli import command
+from emotion.errors import EmotionLensError
+from emotion.files import write_file_atomically
+from emotion.model import EmotionModel
+from emotion.model_io import load_model
+from emotion.runs import CONFUSION_MATRIX, MEAN_GRADCAM, METRICS
 from training.metrics import compute_metrics, format_metrics, save_confusion_matrix
 
 log = logging.getLogger(__name__)
+
+
+class LabelMismatchError(EmotionLensError, ValueError):
+    """The data has an emotion the model has no class for."""
 
 
 def evaluate_model(
@@ -29,38 +40,58 @@ def evaluate_model(
     """
     missing = set(label_names) - set(model.labels)
     if missing:
-        raise ValueError(f"The model has no class for {sorted(missing)}; it knows {list(model.labels)}.")
+        raise LabelMismatchError(
+            f"The model has no class for {sorted(missing)}; it knows {list(model.labels)}. "
+            "Evaluate it on data with those emotions only."
+        )
     to_data = np.array([label_names.index(name) if name in label_names else -1 for name in model.labels])
     pred = to_data[model.predict(images).argmax(1)]
     return compute_metrics(labels, pred, label_names)
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m training.evaluate",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--model", required=True, help="model folder or Hub id")
+    parser.add_argument("--model", required=True, help="model folder, run folder or Hub id")
     parser.add_argument(
         "--data", required=True, help="ImageFolder dir, FER2013 CSV, HF dataset or synthetic:N"
     )
     parser.add_argument("--split", default=None, help="split of the source to use (train/val/test)")
     parser.add_argument(
-        "--out", type=Path, default=None, help="folder for metrics.json and confusion_matrix.png"
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for metrics.json, confusion_matrix.png, mean_gradcam.png",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    model = load_model(args.model)
     data = _load(args.data, args.split)
-    metrics = evaluate_model(load_model(args.model), data.images, data.labels, tuple(data.label_names))
+    metrics = evaluate_model(model, data.images, data.labels, tuple(data.label_names))
     metrics.update(model=args.model, data=args.data, split=args.split)
     print(format_metrics(metrics))
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        save_confusion_matrix(metrics, args.out / "confusion_matrix.png")
+        save_evaluation(model, data, metrics, args.out)
         print(f"saved to {args.out}")
     return 0
+
+
+def save_evaluation(model: EmotionModel, data, metrics: dict[str, Any], out: Path) -> None:
+    """metrics.json, confusion_matrix.png and mean_gradcam.png in `out`, named as in a run folder."""
+    from emotion.explainers.mean_maps import save_mean_gradcam
+
+    out.mkdir(parents=True, exist_ok=True)
+    # The data's label order may differ from the model's: the figure indexes the model's labels.
+    to_model = np.array([model.labels.index(name) for name in data.label_names])
+    metrics["mean_gradcam_faces"] = save_mean_gradcam(
+        model, data.images, to_model[data.labels], out / MEAN_GRADCAM
+    )
+    write_file_atomically(out / METRICS, (json.dumps(metrics, indent=2) + "\n").encode())
+    save_confusion_matrix(metrics, out / CONFUSION_MATRIX)
 
 
 def _load(source: str, split: str | None):
