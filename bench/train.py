@@ -1,27 +1,44 @@
-"""`python -m bench.train [--device cpu|cuda] [--batch-size N] [--steps N]`
+"""`python -m bench.train [--device cpu|cuda] [--batch-size N] [--steps N] [--arch A] [--json PATH]`
 
-Images/s of the full training step (uint8 faces in host memory → device → normalise → augment →
-forward/backward/AdamW) against the model alone on the same batch already on the device, and
-their ratio: how much of the model's speed the data path keeps.
+How much of the model's own training speed the training loop keeps.
+
+- **loop step**: `Trainer.train_step`, the step `python -m training.train` runs (uint8 faces on
+  the device → gather the batch → normalise → augment → forward/backward/AdamW, with the run's
+  config: class weights, label smoothing, the learning-rate schedule).
+- **model only**: a plain timm model of the same architecture and settings (output stride,
+  dropout, channels_last, bf16 autocast where the loop uses it, fused AdamW) on a batch already
+  normalised on the device: the most any loop around this model could reach.
+
+The two alternate step by step, so a machine whose speed drifts slows both alike. Then one
+epoch of the real loop (`Trainer.train_epoch`, progress bar and all) gives the images/s a run
+reports, against the model-only median measured beside it.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
+import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
+import timm
 import torch
 import torch.nn.functional as F
 
-from bench import describe_device, sync_device
-from emotion.model import build_model, resolve_precision
-from training.augment import AugmentConfig, augment
+from bench import describe_device, emit, sync_device
+from emotion.cli import command
+from emotion.labels import EMOTIONS
+from training.data import FaceData
+from training.train import TrainConfig, Trainer
 
 
-def _time_interleaved(a, b, steps: int, warmup: int, sync) -> tuple[list[float], list[float]]:
+def time_interleaved(
+    a: Callable[[], object], b: Callable[[], object], steps: int, warmup: int, sync: Callable[[], None]
+) -> tuple[list[float], list[float]]:
     """Seconds per call of `a` and of `b`, alternated call by call: a machine whose speed drifts
     (shared cores, turbo) then slows both sides alike and the ratio stays honest."""
     for _ in range(warmup):
@@ -37,62 +54,130 @@ def _time_interleaved(a, b, steps: int, warmup: int, sync) -> tuple[list[float],
     return times_a, times_b
 
 
-def run(device: str = "cpu", batch_size: int = 64, steps: int = 10, warmup: int = 3) -> dict:
-    dev = torch.device(device)
-    model = build_model("resnet18").to(dev)
-    model.precision = resolve_precision("auto", dev)
-    model.net.train()
-    opt = torch.optim.AdamW(model.net.parameters(), lr=1e-4, fused=True)
-    faces = np.random.default_rng(0).integers(0, 256, (batch_size, 100, 100, 3), dtype=np.uint8)
-    host = torch.from_numpy(faces).permute(0, 3, 1, 2).contiguous()
-    if dev.type == "cuda":
-        host = host.pin_memory()
-    y = torch.randint(0, 5, (batch_size,), device=dev)
-    ready = model.to_tensor_from_uint8(host)  # the model-only baseline starts from this
-    gen = torch.Generator().manual_seed(0)
-    aug = AugmentConfig()
+def random_faces(n: int, seed: int = 0) -> FaceData:
+    """`n` random 100×100 faces over the five emotions: pixels do not change a step's cost."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (n, 100, 100, 3), dtype=np.uint8)
+    labels = np.arange(n) % len(EMOTIONS)
+    return FaceData(images, labels, EMOTIONS, [f"random:{i}" for i in range(n)])
 
-    def optimise(x: torch.Tensor) -> None:
-        with model.autocast():
-            loss = F.cross_entropy(model.net(x).float(), y)
+
+def model_only_step(trainer: Trainer) -> Callable[[], None]:
+    """A plain timm training step with the trainer's architecture and settings, on a batch that
+    is already normalised on the device."""
+    cfg, device = trainer.cfg, trainer.acc.device
+    net = timm.create_model(
+        cfg.arch, num_classes=len(trainer.labels), drop_rate=cfg.drop_rate, **trainer.model.model_args
+    ).to(device, memory_format=torch.channels_last)
+    net.train()
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+    size = trainer.model.preprocessing.input_size
+    x = torch.randn(cfg.batch_size, 3, size, size, device=device).contiguous(
+        memory_format=torch.channels_last
+    )
+    y = torch.randint(0, len(trainer.labels), (cfg.batch_size,), device=device)
+    bf16 = trainer.model.precision == "bf16"
+
+    def step() -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = net(x)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
-    def full_step() -> None:
-        x = augment(model.to_tensor_from_uint8(host), aug, gen)
-        optimise(x.contiguous(memory_format=torch.channels_last))
+    return step
 
-    sync = lambda: sync_device(dev)  # noqa: E731
-    model_only, full = _time_interleaved(lambda: optimise(ready), full_step, steps, warmup, sync)
+
+def loop_step(trainer: Trainer) -> Callable[[], None]:
+    """The trainer's own step over successive batches of its epoch order."""
+    order = trainer.epoch_order(0)
+    bs, batches = trainer.cfg.batch_size, trainer.steps_per_epoch
+    state = {"k": 0}
+
+    def step() -> None:
+        k = state["k"] % batches
+        trainer.train_step(order[k * bs : (k + 1) * bs])
+        state["k"] += 1
+
+    return step
+
+
+def run(
+    device: str = "cpu", batch_size: int = 64, steps: int = 10, warmup: int = 3, arch: str = "resnet18"
+) -> dict:
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
+        # Enough faces for `steps` distinct batches, so the real epoch below is `steps` steps long.
+        faces = random_faces(batch_size * steps)
+        cfg = TrainConfig(
+            data="random", out=str(Path(tmp) / "run"), arch=arch, batch_size=batch_size, device=device
+        )
+        trainer = Trainer(cfg, data=(faces, faces.subset(slice(0, 10))))
+        dev = trainer.acc.device
+        trainer.net.train()
+        sync = lambda: sync_device(dev)  # noqa: E731
+        plain = model_only_step(trainer)
+        model_only, loop = time_interleaved(plain, loop_step(trainer), steps, warmup, sync)
+        epoch = trainer.train_epoch(1)
+        model_after = [_timed(plain, sync) for _ in range(steps)]
     m_ips = batch_size / statistics.median(model_only)
-    f_ips = batch_size / statistics.median(full)
+    l_ips = batch_size / statistics.median(loop)
+    model_around_epoch = batch_size / statistics.median(model_only + model_after)
     return {
         "device": describe_device(dev),
-        "precision": model.precision,
+        "precision": trainer.model.precision,
+        "arch": arch,
         "batch_size": batch_size,
+        "steps": steps,
         "model_only_img_s": round(m_ips, 1),
-        "full_step_img_s": round(f_ips, 1),
-        "ratio": round(f_ips / m_ips, 3),
+        "loop_step_img_s": round(l_ips, 1),
+        "step_ratio": round(l_ips / m_ips, 3),
+        "loop_epoch_img_s": round(epoch["images_per_s"], 1),
+        "model_only_around_epoch_img_s": round(model_around_epoch, 1),
+        "epoch_ratio": round(epoch["images_per_s"] / model_around_epoch, 3),
+        "config": asdict(cfg),
     }
 
 
+def _timed(fn: Callable[[], None], sync: Callable[[], None]) -> float:
+    t = time.perf_counter()
+    fn()
+    sync()
+    return time.perf_counter() - t
+
+
+def summary(r: dict) -> str:
+    return "\n".join(
+        [
+            f"{r['device']}, {r['precision']}, batch {r['batch_size']}, {r['arch']} at 100×100, "
+            f"{r['steps']} steps",
+            f"  plain timm, model only (batch on device):  {r['model_only_img_s']:>9.1f} img/s",
+            f"  Trainer.train_step (data + augment + step): {r['loop_step_img_s']:>9.1f} img/s",
+            f"  ratio loop step / model:                    {r['step_ratio']:>9.3f}",
+            f"  Trainer.train_epoch, as a run reports it:   {r['loop_epoch_img_s']:>9.1f} img/s",
+            f"  ratio loop epoch / model (same minutes):    {r['epoch_ratio']:>9.3f}",
+        ]
+    )
+
+
+@command
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.train", description=__doc__)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--batch-size", type=int, default=None, help="default: 64 on CPU, 1024 on CUDA")
+    p = argparse.ArgumentParser(
+        prog="python -m bench.train",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu"
+    )
+    p.add_argument("--batch-size", type=int, default=None, help="default: 64 on CPU, 512 on CUDA")
     p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--arch", default="resnet18")
+    p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the result as JSON")
     args = p.parse_args(argv)
-    bs = args.batch_size or (1024 if args.device.startswith("cuda") else 64)
-    r = run(args.device, bs, args.steps)
-    if args.json:
-        print(json.dumps(r))
-    else:
-        print(f"{r['device']}, {r['precision']}, batch {bs}, resnet18 at 100×100")
-        print(f"  model only (batch on device):      {r['model_only_img_s']:>9.1f} img/s")
-        print(f"  full training step (data + aug):   {r['full_step_img_s']:>9.1f} img/s")
-        print(f"  ratio full / model:                {r['ratio']:>9.3f}")
+    bs = args.batch_size or (512 if args.device == "cuda" else 64)
+    result = run(args.device, bs, args.steps, arch=args.arch)
+    emit(summary(result), result, args.json)
     return 0
 
 
