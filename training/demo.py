@@ -26,6 +26,10 @@ from training.train import TrainConfig, Trainer, demo_preset
 log = logging.getLogger(__name__)
 
 
+class DemoFolderError(EmotionLensError):
+    """The demo model's folder cannot be created where it was asked for."""
+
+
 def ensure_demo_model(
     folder: Path | None = None, *, force: bool = False, config: TrainConfig | None = None
 ) -> Path:
@@ -33,7 +37,13 @@ def ensure_demo_model(
 
     `config` replaces the demo preset (tests bound it by steps instead of the clock)."""
     folder = Path(folder) if folder else demo_model_dir()
-    folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DemoFolderError(
+            f"Cannot create the demo model's folder {folder} ({err.strerror}): give --out a folder "
+            "you can write to, or set EMOTION_LENS_CACHE."
+        ) from err
     with open(folder.parent / f".{folder.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a second `python -m app` waits instead of training twice
         if not force and _usable(folder):

@@ -115,6 +115,8 @@ def load_config(
     if preset is not None and preset not in PRESETS:
         raise TrainConfigError(f"Unknown preset {preset!r}: choose from {sorted(PRESETS)}.")
     values: dict[str, Any] = asdict(PRESETS[preset]()) if preset else {}
+    if path and not Path(path).is_file():
+        raise TrainConfigError(f"No config file at {path}: give a YAML file of TrainConfig fields.")
     if path:
         values.update(yaml.safe_load(Path(path).read_text()) or {})
     values.update({k: v for k, v in overrides.items() if v is not None})
