@@ -37,16 +37,15 @@ def gradcam_explain(
 
 def gradcam_note(model: EmotionModel, config: None) -> str:
     """Which layer, at which stride, gives which grid, and how the maps are computed."""
-    rows, cols = cam_grid_size(model)
+    rows, cols = model.cam_grid
     size = model.preprocessing.input_size
-    stride = model.model_args.get("output_stride", 32)
     how = (
         "from the classification forward's features and the head's weights"
         if model.has_pooled_linear_head
         else "with pytorch-grad-cam's backward pass"
     )
     return (
-        f"Grad-CAM reads `{model.cam_layer_name}` of {model.architecture} at stride {stride}: "
+        f"Grad-CAM reads `{model.cam_layer_name}` of {model.architecture} at stride {model.output_stride}: "
         f"a {rows}×{cols} map for a {size}×{size} face (one cell ≈ {size / rows:.0f} px), computed {how}."
     )
 
@@ -67,7 +66,7 @@ def gradcams(model: EmotionModel, faces: np.ndarray, features: torch.Tensor | No
 def gradcams_from_features(model: EmotionModel, features: torch.Tensor, shape: tuple[int, int]) -> np.ndarray:
     """N×C×H×W float32 Grad-CAMs in [0, 1] of every label for N faces, from the last block's
     output. Only valid when `model.has_pooled_linear_head`."""
-    weights = model.net.fc.weight.detach().float() / (features.shape[-2] * features.shape[-1])
+    weights = model.head_weight.detach().float() / (features.shape[-2] * features.shape[-1])
     with torch.inference_mode():
         cams = torch.relu(torch.einsum("ck,nkhw->nchw", weights, features.float())).cpu().numpy()
     height, width = shape
@@ -98,14 +97,6 @@ def _to_face_size(cam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
         cam = cv2.resize(cam, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
     return np.clip(cam, 0.0, 1.0).astype(np.float32)
-
-
-def cam_grid_size(model: EmotionModel) -> tuple[int, int]:
-    """The resolution of the layer Grad-CAM reads, for the page's note (7×7 at 100×100)."""
-    size = model.preprocessing.input_size
-    with torch.inference_mode():
-        feats = model.net.forward_features(torch.zeros(1, 3, size, size, device=model.device))
-    return int(feats.shape[-2]), int(feats.shape[-1])
 
 
 GRADCAM = register(Explainer("gradcam", "Grad-CAM", gradcam_explain, gradcam_note))
