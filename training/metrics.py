@@ -79,12 +79,15 @@ def save_curves(history: list[dict[str, float]], path: str | Path) -> Path:
     epochs = [h["epoch"] for h in history]
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
     a.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train loss")
-    if history and "val_loss" in history[0]:
-        a.plot(epochs, [h["val_loss"] for h in history], marker="o", label="val loss")
+    # A run may validate only some epochs (the demo preset: only the last one).
+    validated = [h for h in history if "val_loss" in h]
+    val_epochs = [h["epoch"] for h in validated]
+    if validated:
+        a.plot(val_epochs, [h["val_loss"] for h in validated], marker="o", label="val loss")
     a.set_xlabel("epoch")
     a.legend()
-    b.plot(epochs, [h["val_accuracy"] for h in history], marker="o", label="val accuracy")
-    b.plot(epochs, [h["val_macro_f1"] for h in history], marker="o", label="val macro-F1")
+    b.plot(val_epochs, [h["val_accuracy"] for h in validated], marker="o", label="val accuracy")
+    b.plot(val_epochs, [h["val_macro_f1"] for h in validated], marker="o", label="val macro-F1")
     b.set_ylim(0, 1)
     b.set_xlabel("epoch")
     b.legend()
