@@ -11,6 +11,8 @@ import logging
 import os
 import sys
 
+from emotion.cli import command
+
 log = logging.getLogger("app")
 
 
@@ -34,31 +36,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
     from app.ui import build_demo
-    from emotion import EmotionLensError, load_model
+    from emotion import load_model
     from emotion.explainers.lime import LimeConfig
     from emotion.explainers.registry import parse_methods
 
-    try:
-        methods = None if args.methods is None else parse_methods(args.methods)
-        if args.model is None:
-            from training.demo import ensure_demo_model
+    methods = None if args.methods is None else parse_methods(args.methods)
+    if args.model is None:
+        from training.demo import ensure_demo_model
 
-            folder = ensure_demo_model()
-            log.warning(
-                "No model configured: serving the DEMO model trained on synthetic faces (%s). "
-                "It will not read real photos well; pass --model or set EMOTION_MODEL.",
-                folder,
-            )
-            model = load_model(folder)
-        else:
-            model = load_model(args.model)
-    except EmotionLensError as err:
-        log.error("%s", err)
-        return 2
+        folder = ensure_demo_model()
+        log.warning(
+            "No model configured: serving the DEMO model trained on synthetic faces (%s). "
+            "It will not read real photos well; pass --model or set EMOTION_MODEL.",
+            folder,
+        )
+        model = load_model(folder)
+    else:
+        model = load_model(args.model)
     lime = LimeConfig() if args.lime_samples is None else LimeConfig(num_samples=args.lime_samples)
     model.warm_up(batch_sizes=(1, min(lime.batch_size, lime.num_samples)))
     demo = build_demo(model, methods=methods, lime=lime)

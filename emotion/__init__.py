@@ -12,7 +12,14 @@ subpackage shadows the `explain` function.
 from importlib import import_module
 from typing import TYPE_CHECKING
 
-from emotion.errors import EmotionLensError, ImageError, ModelLoadError, NoFaceError
+from emotion.errors import (
+    EmotionLensError,
+    FaceIndexError,
+    ImageError,
+    ModelLoadError,
+    NoFaceError,
+    UnknownMethodError,
+)
 from emotion.labels import EMOTIONS
 
 _LAZY = {
@@ -40,11 +47,13 @@ __all__ = [
     "EMOTIONS",
     "EmotionLensError",
     "EmotionModel",
+    "FaceIndexError",
     "FaceResult",
     "ImageError",
     "ModelLoadError",
     "NoFaceError",
     "Report",
+    "UnknownMethodError",
     "explain",
     "load_model",
 ]
