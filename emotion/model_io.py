@@ -161,7 +161,8 @@ def _local_model_folder(path: Path, label: str) -> tuple[Path, str]:
     if path.is_dir() and (run.config.is_file() or run.metrics.is_file() or run.checkpoints.is_dir()):
         raise ModelLoadError(
             f"{label} is a run folder without a model yet (no {run.model_dir.name}/{CONFIG_NAME}): "
-            "the run writes it after its first validation. Let the run get that far, or resume it."
+            "the run writes it when it finishes. Let it finish, or resume a stopped one with "
+            f"`python -m training.train --out {path} --resume`."
         )
     raise ModelLoadError(f"{label} is neither {_LAYOUTS}.")
 
