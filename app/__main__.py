@@ -40,7 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
-    from app.ui import build_demo
+    from app.ui import CSS, build_demo
     from emotion import load_model
     from emotion.explainers.lime import LimeConfig
     from emotion.explainers.registry import parse_methods
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     lime = LimeConfig() if args.lime_samples is None else LimeConfig(num_samples=args.lime_samples)
     model.warm_up(batch_sizes=(1, min(lime.batch_size, lime.num_samples)))
     demo = build_demo(model, methods=methods, lime=lime)
-    demo.queue().launch(server_name=args.host, server_port=args.port, show_error=True)
+    demo.queue().launch(server_name=args.host, server_port=args.port, show_error=True, css=CSS)
     return 0
 
 

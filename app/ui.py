@@ -17,6 +17,13 @@ from emotion.faces import detect_faces, draw_boxes, load_image
 
 EXAMPLES_DIR = Path(__file__).parent / "examples"
 TITLE = "Emotion Lens"
+# Gradio's gallery keeps a 450-px minimum height and at least 100 px per column: one row of five
+# maps then leaves half the gallery empty on a desktop and runs off the side of a phone. These
+# galleries take the height of their rows and wrap (5 across on a desktop, 3 + 2 on a phone).
+CSS = """
+.emotion-maps .grid-wrap { min-height: 0 !important; height: auto !important; }
+.emotion-maps .grid-container { grid-template-columns: repeat(auto-fit, minmax(105px, 1fr)) !important; }
+"""
 
 
 def model_banner(model: EmotionModel) -> str:
@@ -132,7 +139,14 @@ def build_demo(model: EmotionModel, *, methods: Sequence[str] | None = None, **c
                 boxed = gr.Image(label="Faces found (green: explained)", interactive=False)
                 probs = gr.Label(num_top_classes=5, label="Emotion probabilities")
         galleries = [
-            gr.Gallery(label=gallery_label(e), columns=5, height="auto", object_fit="contain") for e in chosen
+            gr.Gallery(
+                label=gallery_label(e),
+                columns=5,
+                height="auto",
+                object_fit="contain",
+                elem_classes="emotion-maps",
+            )
+            for e in chosen
         ]
         timings = gr.Markdown()
         gr.Markdown(methods_note(model, chosen, configs))

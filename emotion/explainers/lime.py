@@ -94,7 +94,8 @@ def lime_note(model: EmotionModel, config: LimeConfig) -> str:
     """How many segments of what size LIME hides, from how many perturbed faces."""
     size = model.preprocessing.input_size
     return (
-        f"LIME hides ~{config.n_segments} SLIC superpixels (~{size / config.n_segments**0.5:.0f} px each) "
+        f"LIME hides about {config.n_segments} SLIC superpixels "
+        f"(about {size / config.n_segments**0.5:.0f} px each) "
         f"of the {size}×{size} face at random in {config.num_samples} perturbed faces and fits a linear "
         "model per emotion; maps show positive evidence only."
     )
