@@ -119,7 +119,7 @@ def run(
         plain = model_only_step(trainer)
         model_only, loop = time_interleaved(plain, loop_step(trainer), steps, warmup, sync)
         epoch = trainer.train_epoch(1)
-        model_after = [_timed(plain, sync) for _ in range(steps)]
+        model_after, _ = time_interleaved(plain, lambda: None, steps, 0, sync)
     m_ips = batch_size / statistics.median(model_only)
     l_ips = batch_size / statistics.median(loop)
     model_around_epoch = batch_size / statistics.median(model_only + model_after)
@@ -137,13 +137,6 @@ def run(
         "epoch_ratio": round(epoch["images_per_s"] / model_around_epoch, 3),
         "config": asdict(cfg),
     }
-
-
-def _timed(fn: Callable[[], None], sync: Callable[[], None]) -> float:
-    t = time.perf_counter()
-    fn()
-    sync()
-    return time.perf_counter() - t
 
 
 def summary(r: dict) -> str:

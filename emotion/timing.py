@@ -1,10 +1,15 @@
-"""Per-step wall-clock timings, as reports carry them (`timings_ms`)."""
+"""Per-step wall-clock timings, as reports carry them (`timings_ms`), and the GPU wait that
+makes a timer honest."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 
 @contextmanager
@@ -15,3 +20,11 @@ def timed(timings: dict[str, float], key: str) -> Iterator[None]:
         yield
     finally:
         timings[key] = timings.get(key, 0.0) + (time.perf_counter() - start) * 1000
+
+
+def sync_device(device: torch.device) -> None:
+    """Wait for queued GPU work, so a timer stops when the work is done, not when it is queued."""
+    if device.type == "cuda":
+        import torch  # lazy: the timer above needs no torch
+
+        torch.cuda.synchronize(device)

@@ -39,6 +39,7 @@ from emotion.errors import EmotionLensError
 from emotion.files import write_file_atomically
 from emotion.model import build_model, resolve_precision
 from emotion.runs import RunFolder
+from emotion.timing import sync_device
 from training.augment import AugmentConfig, augment
 from training.metrics import compute_metrics, format_metrics, save_confusion_matrix, save_curves
 
@@ -346,7 +347,7 @@ class Trainer:
             if self.progress() >= 1.0:
                 break
             if step == warm:
-                _sync(self.acc.device)
+                sync_device(self.acc.device)
                 timed_from = time.perf_counter()
             total += self.train_step(order[step * bs : (step + 1) * bs]) * bs
             done += 1
@@ -355,7 +356,7 @@ class Trainer:
                 bar.set_postfix(
                     loss=f"{float(total) / (done * bs):.3f}", **self._speed(done, warm, timed_from)
                 )
-        _sync(self.acc.device)
+        sync_device(self.acc.device)
         bar.update(done - bar.n)
         bar.close()
         end = time.perf_counter()
@@ -511,12 +512,6 @@ class Trainer:
     def _print(self, message: str) -> None:
         if self.acc.is_main_process:
             log.info(message)
-
-
-def _sync(device: torch.device) -> None:
-    """Wait for queued GPU work, so a timer stops when the work is done, not when it is queued."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
