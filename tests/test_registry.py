@@ -65,7 +65,7 @@ def _brightness(face: np.ndarray) -> np.ndarray:
 
 def test_a_registered_method_is_in_the_report_in_registry_order(untrained_model, astronaut, brightness):
     _, calls = brightness
-    assert method_names() == ("gradcam", "lime", "brightness")
+    assert method_names()[:2] == ("gradcam", "lime") and method_names()[-1] == "brightness"
     assert default_methods() == ("gradcam", "lime", "brightness")
     report = explain(untrained_model, astronaut, lime=FAST_LIME)  # no methods named: the default ones
     (face,) = report.faces
@@ -89,7 +89,7 @@ def test_settings_go_by_method_name_and_must_be_of_its_type(untrained_model, ast
 
 
 def test_unknown_methods_are_named_with_the_registered_ones(brightness):
-    with pytest.raises(UnknownMethodError, match="'shap': choose from gradcam, lime, brightness"):
+    with pytest.raises(UnknownMethodError, match=f"'shap': choose from {', '.join(method_names())}"):
         resolve_methods(("gradcam", "shap"))
     assert [e.name for e in resolve_methods(("brightness", "gradcam"))] == ["gradcam", "brightness"]
     assert [e.name for e in resolve_methods("lime")] == ["lime"]  # one name, not its letters
@@ -115,7 +115,7 @@ def test_a_method_that_is_not_default_runs_only_when_named(untrained_model, astr
 
 def test_notes_are_built_from_the_model_and_the_settings(untrained_model, brightness):
     notes = explainer_notes(untrained_model)
-    assert list(notes) == ["gradcam", "lime", "brightness"]
+    assert list(notes) == list(method_names()) and list(notes)[-1] == "brightness"
     # resnet18 at output_stride 16 on 100×100 faces: layer4 is 7×7, from the forward's features.
     assert "`layer4`" in notes["gradcam"] and "7×7" in notes["gradcam"] and "stride 16" in notes["gradcam"]
     assert "about 48 SLIC superpixels" in notes["lime"] and "128 perturbed faces" in notes["lime"]
@@ -155,7 +155,7 @@ def test_the_cli_says_each_user_error_in_one_line(untrained_folder, photo_path, 
 
     model = ["--model", str(untrained_folder)]
     cases = {
-        "choose from gradcam, lime, brightness": [
+        f"choose from {', '.join(method_names())}": [
             "explain",
             str(photo_path),
             *model,

@@ -22,7 +22,7 @@ from emotion.explainers.registry import (
 
 # The registered methods, in the order the page, the figures and the CLI show them: importing a
 # method's module registers it, so a new method is its module and one name on this line.
-from emotion.explainers import gradcam, lime  # noqa: E402, F401, I001  isort: skip
+from emotion.explainers import gradcam, lime, saliency  # noqa: E402, F401, I001  isort: skip
 
 from emotion.explainers.lime import LimeConfig  # noqa: E402
 

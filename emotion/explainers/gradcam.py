@@ -78,14 +78,25 @@ def gradcams_from_features(model: EmotionModel, features: torch.Tensor, shape: t
 def gradcams_by_backprop(model: EmotionModel, face: np.ndarray) -> np.ndarray:
     """C×H×W Grad-CAMs of one face through pytorch-grad-cam's hooks and one backward pass (any
     head, any layer)."""
+    return cams_by_library(model, face, GradCAM)
+
+
+def cams_by_library(
+    model: EmotionModel, face: np.ndarray, cam_class: type = GradCAM, **settings: object
+) -> np.ndarray:
+    """C×H×W maps of one face from a pytorch-grad-cam CAM method at `model.cam_layer`: the face
+    repeated once per label, each row with its own target, one call. `settings` are set on the
+    method object (e.g. Score-CAM's batch_size)."""
     n = len(model.labels)
     batch = model.to_tensor(face).repeat(n, 1, 1, 1)
     targets = [ClassifierOutputTarget(i) for i in range(n)]
     # fp32 on purpose: the library reads activations and gradients back through numpy.
     with (
         torch.autocast(model.device.type, enabled=False),
-        GradCAM(model=model.net, target_layers=[model.cam_layer]) as cam,
+        cam_class(model=model.net, target_layers=[model.cam_layer]) as cam,
     ):
+        for name, value in settings.items():
+            setattr(cam, name, value)
         maps = cam(input_tensor=batch, targets=targets)
     model.net.zero_grad(set_to_none=True)
     return np.stack([_to_face_size(m, face.shape[:2]) for m in maps])
