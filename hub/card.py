@@ -134,10 +134,15 @@ def metrics_table(metrics: dict[str, Any]) -> str:
 
 
 def explanation_notes(model: EmotionModel) -> list[tuple[str, str]]:
-    """(title, what its maps read for this model) of every registered explanation method."""
+    """(title, what its maps read for this model) of every registered explanation method; the
+    ones that run unless others are named say so in their title."""
     from emotion.explainers import registry  # lazy: torch; a push that fails on its token fails fast
 
-    return [(registry.title_of(name), note) for name, note in registry.explainer_notes(model).items()]
+    defaults = set(registry.default_methods())
+    return [
+        (registry.title_of(name) + (" (default)" if name in defaults else ""), note)
+        for name, note in registry.explainer_notes(model).items()
+    ]
 
 
 def build_model_card(
