@@ -99,91 +99,56 @@ def guided_gradcam(model: EmotionModel, face: np.ndarray) -> np.ndarray:
     return _scaled(guided_backprop(model, face) * gradcams(model, face[None])[0], face)
 
 
-def _note(what: str):
-    def describe(model: EmotionModel, config) -> str:
-        return what.format(layer=model.cam_layer_name, size=model.preprocessing.input_size, config=config)
+def _register_opt_in(name: str, title: str, face_maps, note: str, config=None) -> Explainer:
+    """Register a method that runs only when named. `face_maps(model, face, config)` gives C×H×W
+    maps of one face; `note` is formatted with the model's {layer} and {size} and the {config}."""
 
-    return describe
-
-
-def _run(face_maps):
     def run(model, faces, features, progress, config) -> list[Maps]:
         return _per_face(model, faces, progress, lambda face: face_maps(model, face, config))
 
-    return run
+    def describe(model: EmotionModel, config) -> str:
+        return note.format(layer=model.cam_layer_name, size=model.preprocessing.input_size, config=config)
+
+    return register(Explainer(name, title, run, describe, config=config, default=False))
 
 
-GRADCAM_PLUS_PLUS = register(
-    Explainer(
-        "gradcam_pp",
-        "Grad-CAM++",
-        _run(lambda model, face, _: cams_by_library(model, face, GradCAMPlusPlus)),
-        _note("Grad-CAM++ (pytorch-grad-cam) at `{layer}`: Grad-CAM with higher-order gradient weights."),
-        default=False,
-    )
+GRADCAM_PLUS_PLUS = _register_opt_in(
+    "gradcam_pp",
+    "Grad-CAM++",
+    lambda model, face, _: cams_by_library(model, face, GradCAMPlusPlus),
+    "Grad-CAM++ (pytorch-grad-cam) at `{layer}`: Grad-CAM with higher-order gradient weights.",
 )
-SCORE_CAM = register(
-    Explainer(
-        "scorecam",
-        "Score-CAM",
-        _run(lambda model, face, _: cams_by_library(model, face, ScoreCAM, batch_size=SCORECAM_BATCH)),
-        _note(
-            "Score-CAM (pytorch-grad-cam) at `{layer}`: each channel weighted by the score of the face "
-            "masked with it; one forward per channel, no gradients."
-        ),
-        default=False,
-    )
+SCORE_CAM = _register_opt_in(
+    "scorecam",
+    "Score-CAM",
+    lambda model, face, _: cams_by_library(model, face, ScoreCAM, batch_size=SCORECAM_BATCH),
+    "Score-CAM (pytorch-grad-cam) at `{layer}`: each channel weighted by the score of the face "
+    "masked with it; one forward per channel, no gradients.",
 )
-GUIDED_BACKPROP = register(
-    Explainer(
-        "guided_backprop",
-        "Guided backprop",
-        _run(lambda model, face, _: guided_backprop(model, face)),
-        _note(
-            "Guided backprop (pytorch-grad-cam): pixel gradients through ReLUs that pass only positive "
-            "gradients; sharp, but known to change little with the class or the weights."
-        ),
-        default=False,
-    )
+GUIDED_BACKPROP = _register_opt_in(
+    "guided_backprop",
+    "Guided backprop",
+    lambda model, face, _: guided_backprop(model, face),
+    "Guided backprop (pytorch-grad-cam): pixel gradients through ReLUs that pass only positive "
+    "gradients; sharp, but known to change little with the class or the weights.",
 )
-GUIDED_GRADCAM = register(
-    Explainer(
-        "guided_gradcam",
-        "Guided Grad-CAM",
-        _run(
-            lambda model, face, _: _scaled(
-                guided_backprop(model, face) * gradcams(model, face[None])[0], face
-            )
-        ),
-        _note(
-            "Guided Grad-CAM: guided backprop × the Grad-CAM at `{layer}`, pixel-sharp and class-specific."
-        ),
-        default=False,
-    )
+GUIDED_GRADCAM = _register_opt_in(
+    "guided_gradcam",
+    "Guided Grad-CAM",
+    lambda model, face, _: guided_gradcam(model, face),
+    "Guided Grad-CAM: guided backprop × the Grad-CAM at `{layer}`, pixel-sharp and class-specific.",
 )
-SALIENCY = register(
-    Explainer(
-        "saliency",
-        "Vanilla saliency",
-        _run(lambda model, face, _: input_gradients(model, face)),
-        _note("Vanilla saliency: |∂ emotion logit / ∂ pixel| on the {size}×{size} face, one backward pass."),
-        default=False,
-    )
+SALIENCY = _register_opt_in(
+    "saliency",
+    "Vanilla saliency",
+    lambda model, face, _: input_gradients(model, face),
+    "Vanilla saliency: |∂ emotion logit / ∂ pixel| on the {size}×{size} face, one backward pass.",
 )
-SMOOTHGRAD = register(
-    Explainer(
-        "smoothgrad",
-        "SmoothGrad",
-        _run(
-            lambda model, face, cfg: input_gradients(
-                model, face, noise=cfg.noise, samples=cfg.samples, seed=cfg.seed
-            )
-        ),
-        _note(
-            "SmoothGrad: vanilla saliency averaged over {config.samples} copies of the face with "
-            "Gaussian noise (σ = {config.noise:.0%} of its range)."
-        ),
-        config=SmoothGradConfig(),
-        default=False,
-    )
+SMOOTHGRAD = _register_opt_in(
+    "smoothgrad",
+    "SmoothGrad",
+    lambda model, face, c: input_gradients(model, face, noise=c.noise, samples=c.samples, seed=c.seed),
+    "SmoothGrad: vanilla saliency averaged over {config.samples} copies of the face with "
+    "Gaussian noise (σ = {config.noise:.0%} of its range).",
+    config=SmoothGradConfig(),
 )
