@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,12 @@ class FaceResult:
     probs: dict[str, float]  # label → probability; sums to 1
     # method → label → H×W float32 in [0, 1], methods in the registry's order
     maps: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    # method → figure → label → value (emotion.explainers.figures): background_share per label
+    # (detected faces only), fit_r2 per label (LIME), deletion_auc / insertion_auc for the top
+    # label (only when faithfulness was asked for)
+    figures: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    # what the figures say in words: "angry is read mostly from the background: …"
+    sentences: list[str] = field(default_factory=list)
 
     @property
     def top(self) -> str:
@@ -32,7 +39,19 @@ class FaceResult:
             "top": self.top,
             "probs": {k: round(float(v), 6) for k, v in self.probs.items()},
             "methods": list(self.maps),  # in the registry's order (emotion.explainers.registry)
+            "figures": {method: _rounded_figures(fig) for method, fig in self.figures.items()},
+            "sentences": list(self.sentences),
         }
+
+
+def _rounded_figures(figures: dict[str, dict[str, float]]) -> dict[str, dict[str, float | None]]:
+    return {name: {label: _rounded(v) for label, v in by_label.items()} for name, by_label in figures.items()}
+
+
+def _rounded(value: float) -> float | None:
+    """4 decimals; nan (a figure with no value, e.g. the share of an all-zero map) → null, since
+    NaN is not JSON."""
+    return None if math.isnan(value) else round(float(value), 4)
 
 
 @dataclass

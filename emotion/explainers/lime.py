@@ -36,6 +36,7 @@ from lime import lime_image
 from scipy.linalg import hadamard
 from skimage.segmentation import slic
 
+from emotion.explainers.figures import FIT_R2, MapsWithFigures
 from emotion.explainers.registry import Explainer, Maps, ProgressFn, register
 from emotion.model import EmotionModel
 
@@ -73,7 +74,8 @@ def lime_explain(
 ) -> list[Maps]:
     """One {label: H×W float32 map in [0, 1]} per face (the features are not used: LIME asks the
     model about perturbed faces). A map shows positive evidence only: segment weight / the
-    label's largest weight, negatives clipped to 0. The segments are `segment_face(face, config)`."""
+    label's largest weight, negatives clipped to 0. The segments are `segment_face(face, config)`.
+    Each face's maps carry the R² of each label's surrogate fit (`.figures["fit_r2"]`)."""
     return [
         _face_maps(model, face, config, progress=_face_progress(progress, i, len(faces)))
         for i, face in enumerate(faces)
@@ -82,10 +84,11 @@ def lime_explain(
 
 def _face_maps(
     model: EmotionModel, face: np.ndarray, config: LimeConfig, *, progress: ProgressFn | None = None
-) -> Maps:
+) -> MapsWithFigures:
     segments = segment_face(face, config)
-    weights = lime_weights(model, face, segments, config, progress=progress)
-    return {label: weights_to_map(w, segments) for label, w in zip(model.labels, weights, strict=True)}
+    weights, r2 = lime_fit(model, face, segments, config, progress=progress)
+    maps = {label: weights_to_map(w, segments) for label, w in zip(model.labels, weights, strict=True)}
+    return MapsWithFigures(maps, {FIT_R2: dict(zip(model.labels, map(float, r2), strict=True))})
 
 
 def _face_progress(progress: ProgressFn | None, index: int, count: int) -> ProgressFn | None:
@@ -115,6 +118,20 @@ def lime_weights(
     progress: ProgressFn | None = None,
 ) -> np.ndarray:
     """C×S float64: LIME's weight of each of the S segments for each of the C labels."""
+    return lime_fit(model, face, segments, config, progress=progress)[0]
+
+
+def lime_fit(
+    model: EmotionModel,
+    face: np.ndarray,
+    segments: np.ndarray,
+    config: LimeConfig = LimeConfig(),
+    *,
+    progress: ProgressFn | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(C×S weights as `lime_weights`, C float64 R² of each label's ridge fit on the
+    kernel-weighted samples: 1 = the linear surrogate explains every move of the probability,
+    0 = no better than its weighted mean, below 0 worse)."""
     done = [0]
 
     def classify(batch: np.ndarray) -> np.ndarray:
@@ -133,6 +150,17 @@ def lime_weights(
     # "none" keeps every segment, as the default "auto" does when there are more than six, but
     # without its extra ridge fit per label to rank them first: identical weights (to 1e-15).
     explainer = explainer_class(feature_selection="none", random_state=config.random_state)
+    # lime 0.2.0.1 assigns every label's fit score to the same `explanation.score`, so only the
+    # last label's survives; the per-label scores are caught as each fit returns them.
+    r2 = np.full(len(model.labels), np.nan)
+    fit = explainer.base.explain_instance_with_data
+
+    def scored_fit(data, labels, distances, label, *args, **kwargs):
+        intercept, local_exp, score, local_pred = fit(data, labels, distances, label, *args, **kwargs)
+        r2[label] = score
+        return intercept, local_exp, score, local_pred
+
+    explainer.base.explain_instance_with_data = scored_fit
     explanation = explainer.explain_instance(
         face,
         classify,
@@ -147,7 +175,7 @@ def lime_weights(
     for label, pairs in explanation.local_exp.items():
         for segment, weight in pairs:
             weights[label, segment] = weight
-    return weights
+    return weights, r2
 
 
 def weights_to_map(weights: np.ndarray, segments: np.ndarray) -> np.ndarray:

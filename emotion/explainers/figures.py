@@ -1,0 +1,202 @@
+"""Figures beside every map: how much of it lies outside the face, how faithful it is to the
+model, and what a method measured about its own fit (LIME's R²).
+
+- **Background share**: the share of a map's mass (the sum of its values) that lies outside the
+  detected face box. The crop the model sees is a square around the Haar box with a margin
+  (`emotion.faces.crop_face`), so where the box lies inside the 100×100 crop is known geometry
+  (`face_mask_in_crop`); a "whole image" face has no box, so no share. Above 0.5 for the top
+  emotion, the page and the CLI say so in a sentence (`evidence_sentence`): the emotion is read
+  mostly from hair, background or clothes, a shortcut worth knowing about. Cost: about 20 µs
+  per map (numpy sums over 100×100), nothing next to the maps themselves.
+- **Deletion / insertion AUC** (Petsiuk et al. 2018, RISE): pixels are removed from the face, or
+  inserted into a blurred copy of it, in the order of the map (highest first), and the model's
+  probability of the label is read after each step; the area under that curve over the fraction
+  of pixels changed. A faithful map points at what the model reads: removing those pixels first
+  makes the probability fall fast (low deletion AUC), inserting them first makes it rise fast
+  (high insertion AUC). Every step of both curves goes through the model in one batch of
+  2·(steps + 1) faces, so it costs about one LIME run of that many samples: on request only
+  (`explain(..., faithfulness=True)`). pytorch-grad-cam's ROAD was the alternative: it needs
+  one forward per removal step too, plus a noisy linear-interpolation fill per image solved as a
+  sparse system (measured here on a 100×100 face: 17 ms at 20 % removed, 28 ms at 50 %, 69 ms at
+  80 %), about 1.5 s of filling per map for the same 42 images whose masking here costs
+  nothing, for the same kind of number.
+- **Surrogate R²** (LIME only): the weighted R² of LIME's per-label linear fit on its perturbed
+  samples. Low R² means the linear story the map tells explains little of how the model's
+  probability moved. It comes free with the fit (`MapsWithFigures`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+
+from emotion.errors import EmotionLensError
+from emotion.faces import FACE_SIZE, Box, square_around
+
+if TYPE_CHECKING:
+    from emotion.model import EmotionModel
+
+BACKGROUND_SHARE = "background_share"  # {label: share of the map's mass outside the face box}
+FIT_R2 = "fit_r2"  # {label: R² of the method's own surrogate fit} (LIME)
+DELETION_AUC = "deletion_auc"  # {top label: AUC of its probability as pixels are removed}, lower = better
+INSERTION_AUC = "insertion_auc"  # {top label: AUC as pixels are inserted}, higher = better
+
+Figures = dict[str, dict[str, float]]  # figure name → label → value
+
+
+class FigureError(EmotionLensError, ValueError):
+    """A figure was asked of inputs that do not fit together (a map and a mask of other shapes)."""
+
+
+class MapsWithFigures(dict):
+    """A method's {label: map} plus figures it measured while making them, e.g. LIME's
+    {"fit_r2": {label: R²}}. A plain dict to every caller that only wants the maps, so the
+    registry's signature stays the same for every method."""
+
+    def __init__(self, maps: dict[str, np.ndarray], figures: Figures | None = None) -> None:
+        super().__init__(maps)
+        self.figures: Figures = dict(figures or {})
+
+
+@dataclass(frozen=True)
+class FaithfulnessConfig:
+    steps: int = 20  # points per curve after the start: 5 % of the pixels per step
+    # Insertion starts from the face blurred by this sigma, as a share of the face side (5 px on
+    # 100 px): eyes, brows and mouth (10-15 px) are gone, colours and layout stay, so the start is
+    # a face-like image with little evidence rather than an image the model never saw.
+    blur_sigma: float = 0.05
+    seed: int = 0  # ties in a map (LIME's flat segments, zero areas) are broken in a fixed random order
+
+
+def face_mask_in_crop(
+    box: Box, *, margin: float, source: str = "detected", size: int = FACE_SIZE
+) -> np.ndarray | None:
+    """size×size bool: True where the detected `box` lies inside the crop `crop_face(photo, box,
+    margin=margin, size=size)` made of it; None for a "whole image" face, which has no known face.
+
+    `crop_face` cuts `square_around(box, margin)` and resizes it to size×size, so the box's place
+    in the crop follows from that square alone. A pixel is in the face if its centre is.
+    """
+    if source != "detected":
+        return None
+    square = square_around(box, margin)
+    scale = size / square.w
+    centres = np.arange(size) + 0.5
+    cols = (centres >= (box.x - square.x) * scale) & (centres < (box.x + box.w - square.x) * scale)
+    rows = (centres >= (box.y - square.y) * scale) & (centres < (box.y + box.h - square.y) * scale)
+    return rows[:, None] & cols[None, :]
+
+
+def background_share(heat: np.ndarray, face_mask: np.ndarray) -> float:
+    """Share of the map's mass (sum of its values) outside `face_mask`, in [0, 1]; nan for a map
+    that is zero everywhere (it points nowhere, so it has no share; JSON writes null)."""
+    if heat.shape != face_mask.shape:
+        raise FigureError(
+            f"The map is {heat.shape} but the face mask {face_mask.shape}: build the mask at the map's "
+            "size (face_mask_in_crop(..., size=heat.shape[0]))."
+        )
+    heat = heat.astype(np.float64)
+    total = heat.sum()
+    if total <= 0:
+        return math.nan
+    return float(heat[~face_mask].sum() / total)
+
+
+def evidence_sentence(method_title: str, label: str, share: float) -> str | None:
+    """A sentence when more than half of `label`'s map lies outside the face, else None."""
+    if not share > 0.5:  # nan (an empty map) says nothing either
+        return None
+    return (
+        f"{label} is read mostly from the background: {_percent(share)} of its {method_title} lies "
+        "outside the face"
+    )
+
+
+def deletion_insertion(
+    model: EmotionModel,
+    face: np.ndarray,
+    heat: np.ndarray,
+    label: str,
+    *,
+    config: FaithfulnessConfig = FaithfulnessConfig(),
+) -> tuple[float, float]:
+    """(deletion AUC, insertion AUC) of `heat` as an explanation of `label` on the H×W×3 uint8
+    `face` (Petsiuk et al. 2018). Lower deletion and higher insertion = more faithful; both in
+    [0, 1], the area under the probability of `label` over the fraction of pixels changed.
+
+    Deleted pixels take the normalisation mean colour (`model.preprocessing.mean`), which the
+    network's input normalisation turns into 0: the absence of signal for the first layer, as in
+    RISE's deletion (zeros of the normalised image). Insertion starts from the blurred face
+    (RISE's insertion substrate). Pixels go in the map's order, highest first, ties in a fixed
+    random order; all 2·(steps + 1) faces go through the model in one batch.
+    """
+    if heat.shape != face.shape[:2]:
+        raise FigureError(
+            f"The map is {heat.shape} but the face {face.shape[:2]}: pass the map at face resolution."
+        )
+    if config.steps < 1:
+        raise FigureError(f"FaithfulnessConfig.steps must be at least 1, not {config.steps}.")
+    mean = np.asarray(model.preprocessing.mean, np.float64)
+    removed = np.broadcast_to(np.round(255 * mean).astype(np.uint8), face.shape)
+    sigma = config.blur_sigma * max(face.shape[:2])
+    blurred = cv2.GaussianBlur(face, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT)
+
+    order = _pixel_order(heat, config.seed)
+    fractions = np.linspace(0.0, 1.0, config.steps + 1)
+    counts = np.round(fractions * order.size).astype(np.int64)
+    # rank[p] = when pixel p changes; pixel p has changed at step k once rank[p] < counts[k].
+    rank = np.empty(order.size, np.int64)
+    rank[order] = np.arange(order.size)
+    changed = (rank[None, :] < counts[:, None]).reshape(len(counts), *heat.shape, 1)
+    deletion = np.where(changed, removed[None], face[None])
+    insertion = np.where(changed, face[None], blurred[None])
+    batch = np.concatenate([deletion, insertion]).astype(np.uint8)
+    probs = model.predict(batch, batch_size=len(batch))[:, model.labels.index(label)]
+    return _auc(fractions, probs[: len(counts)]), _auc(fractions, probs[len(counts) :])
+
+
+def _percent(share: float) -> str:
+    return f"{100 * share:.0f} %"
+
+
+def _pixel_order(heat: np.ndarray, seed: int) -> np.ndarray:
+    """Flat pixel indices, highest map value first; equal values in a seeded random order (not
+    row by row, which would remove the top of the face first wherever a map is flat)."""
+    tiebreak = np.random.default_rng(seed).permutation(heat.size)
+    return np.lexsort((tiebreak, -heat.ravel().astype(np.float64)))
+
+
+def _auc(x: np.ndarray, y: np.ndarray) -> float:
+    """Trapezoidal area under y(x)."""
+    return float(np.sum((y[1:] + y[:-1]) * np.diff(x)) / 2)
+
+
+def map_figures(
+    maps: dict[str, np.ndarray],
+    face_mask: np.ndarray | None,
+) -> Figures:
+    """The figures every map gets for free: its background share per label (when the face box
+    is known) and whatever the method measured itself (`MapsWithFigures.figures`)."""
+    figures: Figures = {}
+    if face_mask is not None:
+        figures[BACKGROUND_SHARE] = {label: background_share(heat, face_mask) for label, heat in maps.items()}
+    figures.update({name: dict(values) for name, values in getattr(maps, "figures", {}).items()})
+    return figures
+
+
+def figure_caption(figures: Figures, label: str) -> str:
+    """The figures of one label's map in a few words, for a caption: '12 % background · R² 0.41'."""
+    parts = []
+    share = figures.get(BACKGROUND_SHARE, {}).get(label)
+    if share is not None and not math.isnan(share):
+        parts.append(f"{_percent(share)} background")
+    r2 = figures.get(FIT_R2, {}).get(label)
+    if r2 is not None and not math.isnan(r2):
+        parts.append(f"R² {r2:.2f}")
+    if label in figures.get(DELETION_AUC, {}):
+        parts.append(f"del {figures[DELETION_AUC][label]:.2f} / ins {figures[INSERTION_AUC][label]:.2f}")
+    return " · ".join(parts)
