@@ -96,10 +96,11 @@ def save_evaluation(model: EmotionModel, data, metrics: dict[str, Any], out: Pat
 
 def _load(source: str, split: str | None):
     if source.startswith("synthetic:"):
-        from training.synthetic import synthetic_face_data
+        from training.synthetic import SyntheticSpec, as_face_data
 
         # seed 1: never the faces a synthetic:N training run (seed 0) saw
-        return synthetic_face_data(int(source.split(":")[1]), seed=1)
+        spec = SyntheticSpec.parse(source)
+        return as_face_data(spec.draw(spec.per_class, seed=1, with_masks=False))
     from training.data import load_faces
 
     return load_faces(source, split=split)

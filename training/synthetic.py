@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 
 from emotion.cli import command
+from emotion.errors import EmotionLensError
 from emotion.files import write_file_atomically
 from emotion.labels import EMOTIONS
 
@@ -58,8 +59,39 @@ _RANGES = {
     "angry": ((1.7, 2.8), (5.5, 7.5), (-5.0, -2.5), (-0.5, 0.8), (8.0, 11.0), (-2.5, 0.3), (2.0, 3.2)),
     "surprised": ((4.6, 6.0), (12.5, 15.5), (-0.5, 1.5), (2.5, 4.0), (4.0, 6.5), (0.0, 0.0), (8.0, 12.0)),
 }
+# Which drawn region each cue moves: what makes a region part of an emotion's evidence.
+_CUE_REGION = {
+    "eye_open": "eyes",
+    "brow_lift": "brows",
+    "brow_tilt": "brows",
+    "brow_arch": "brows",
+    "mouth_w": "mouth",
+    "mouth_curve": "mouth",
+    "mouth_open": "mouth",
+}
 # Chance that the mouth is open (teeth or dark inside) for each class.
 _P_OPEN = {"happy": 0.5, "sad": 0.15, "neutral": 0.0, "angry": 0.3, "surprised": 1.0}
+
+
+def defining_regions(label: str, *, max_overlap: float = 0.5) -> tuple[str, ...]:
+    """The regions that define `label`, read off the generator's own cue ranges: a region counts
+    when one of its cues moves away from neutral, i.e. the label's range overlaps neutral's for
+    less than `max_overlap` of its width (a fixed value, like a closed mouth, is a point range).
+    Neutral is defined by every region staying put, so all three define it.
+
+    With the ranges above: happy → mouth; sad, angry and surprised → brows, eyes and mouth.
+    """
+    if label not in EMOTIONS:
+        raise ValueError(f"Unknown emotion {label!r}; expected one of {', '.join(EMOTIONS)}.")
+    if label == "neutral":
+        return _DILATED
+    moved = set()
+    for cue, (lo, hi), (n_lo, n_hi) in zip(_CUES, _RANGES[label], _RANGES["neutral"], strict=True):
+        overlap = max(0.0, min(hi, n_hi) - max(lo, n_lo))
+        width = hi - lo
+        if (width == 0 and not n_lo <= lo <= n_hi) or (width > 0 and overlap < max_overlap * width):
+            moved.add(_CUE_REGION[cue])
+    return tuple(r for r in _DILATED if r in moved)
 
 
 # RGB palettes as hex codes. Skin runs light to dark; a face interpolates between neighbours.
@@ -359,6 +391,7 @@ def make_dataset(
     seed: int = 0,
     shortcut_class: str | None = None,
     shortcut_rate: float = 0.8,
+    other_rate: float = OTHER_SHORTCUT_RATE,
     start: int = 0,
     with_masks: bool = True,
     workers: int | None = None,
@@ -368,7 +401,7 @@ def make_dataset(
     Image j of class c is drawn from ``default_rng([seed, c, start + j])``, so `start`
     offsets the image index: train/val sets from one seed never share images. With
     `shortcut_class`, that class gets the corner cue on `shortcut_rate` of its images and
-    the other classes on OTHER_SHORTCUT_RATE of theirs. `with_masks=False` leaves the region
+    the other classes on `other_rate` of theirs. `with_masks=False` leaves the region
     masks out (a training set needs none, and they are 5× the images' memory). Large sets are
     drawn by `workers` processes (default: one per core), each a contiguous range of image
     indices: the pixels are the same either way.
@@ -377,14 +410,15 @@ def make_dataset(
         raise ValueError(f"per_class and start must be >= 0, got {per_class} and {start}.")
     if shortcut_class is not None and shortcut_class not in EMOTIONS:
         raise ValueError(f"Unknown shortcut_class {shortcut_class!r}; expected one of {', '.join(EMOTIONS)}.")
-    if not 0.0 <= shortcut_rate <= 1.0:
-        raise ValueError(f"shortcut_rate must be in [0, 1], got {shortcut_rate}.")
+    for name, rate in (("shortcut_rate", shortcut_rate), ("other_rate", other_rate)):
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {rate}.")
     workers = len(os.sched_getaffinity(0)) if workers is None else workers
     if workers <= 1 or per_class * len(EMOTIONS) < PARALLEL_MIN_FACES:
-        return _draw(per_class, seed, shortcut_class, shortcut_rate, start, with_masks)
+        return _draw(per_class, seed, shortcut_class, shortcut_rate, other_rate, start, with_masks)
     bounds = np.linspace(0, per_class, workers + 1).round().astype(int)
     jobs = [
-        (int(b - a), seed, shortcut_class, shortcut_rate, start + int(a), with_masks)
+        (int(b - a), seed, shortcut_class, shortcut_rate, other_rate, start + int(a), with_masks)
         for a, b in zip(bounds, bounds[1:], strict=False)
     ]
     # spawn, not fork: a forked child of a process whose torch/OpenMP threads are running can hang.
@@ -402,7 +436,13 @@ def _draw_job(job: tuple) -> SyntheticSet:
 
 
 def _draw(
-    per_class: int, seed: int, shortcut_class: str | None, shortcut_rate: float, start: int, with_masks: bool
+    per_class: int,
+    seed: int,
+    shortcut_class: str | None,
+    shortcut_rate: float,
+    other_rate: float,
+    start: int,
+    with_masks: bool,
 ) -> SyntheticSet:
     n = per_class * len(EMOTIONS)
     images = np.empty((n, 100, 100, 3), np.uint8)
@@ -411,7 +451,7 @@ def _draw(
     for i, c in enumerate(labels):
         rng = np.random.default_rng([seed, int(c), start + i // len(EMOTIONS)])
         # Always drawn, so the faces are the same with or without a shortcut class.
-        stamp = rng.random() < (shortcut_rate if EMOTIONS[c] == shortcut_class else OTHER_SHORTCUT_RATE)
+        stamp = rng.random() < (shortcut_rate if EMOTIONS[c] == shortcut_class else other_rate)
         face = make_face(EMOTIONS[c], rng, shortcut=shortcut_class is not None and stamp)
         images[i] = face.image
         for r, mask in masks.items():
@@ -419,26 +459,79 @@ def _draw(
     return SyntheticSet(images=images, labels=labels, masks=masks)
 
 
-def synthetic_face_data(per_class: int, *, seed: int, start: int = 0, shortcut_class: str | None = None):
-    """`make_dataset` as a training.data.FaceData, ids `synthetic:{index}` from `start`."""
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """A `synthetic:N[:CLASS[:RATE[:OTHER_RATE]]]` data source: N faces per class; with CLASS,
+    the corner cue on RATE of that class's faces (default 0.8) and on OTHER_RATE of the others'
+    (default OTHER_SHORTCUT_RATE). `synthetic:150:angry:1:0` is the seed's data: the cue on every
+    angry face and on no other."""
+
+    per_class: int
+    shortcut_class: str | None = None
+    shortcut_rate: float = 0.8
+    other_rate: float = OTHER_SHORTCUT_RATE
+
+    @classmethod
+    def parse(cls, spec: str) -> SyntheticSpec:
+        parts = spec.split(":")
+        try:
+            if parts[0] != "synthetic" or not 2 <= len(parts) <= 5:
+                raise ValueError
+            per_class = int(parts[1])
+            rates = [float(p) for p in parts[3:]]
+        except ValueError:
+            raise SyntheticSpecError(spec) from None
+        shortcut = parts[2] if len(parts) > 2 else None
+        if per_class < 1 or (shortcut is not None and shortcut not in EMOTIONS):
+            raise SyntheticSpecError(spec)
+        if any(not 0.0 <= r <= 1.0 for r in rates):
+            raise SyntheticSpecError(spec)
+        return cls(per_class, shortcut, *rates)
+
+    def draw(self, per_class: int, *, seed: int, start: int = 0, with_masks: bool = True) -> SyntheticSet:
+        """`per_class` faces per class of this source, image indices from `start`."""
+        return make_dataset(
+            per_class,
+            seed=seed,
+            start=start,
+            shortcut_class=self.shortcut_class,
+            shortcut_rate=self.shortcut_rate,
+            other_rate=self.other_rate,
+            with_masks=with_masks,
+        )
+
+
+class SyntheticSpecError(EmotionLensError, ValueError):
+    def __init__(self, spec: str) -> None:
+        super().__init__(
+            f"Bad synthetic data source {spec!r}: write synthetic:N[:CLASS[:RATE[:OTHER_RATE]]], N faces "
+            f"per class ≥ 1, CLASS one of {', '.join(EMOTIONS)}, rates in [0, 1] "
+            "(e.g. synthetic:150:angry:1:0)."
+        )
+
+
+def as_face_data(dataset: SyntheticSet, start: int = 0):
+    """A SyntheticSet as a training.data.FaceData, ids `synthetic:{index}` from `start`."""
     from training.data import FaceData  # lazy: data.py pulls in PIL and the loaders
 
-    ds = make_dataset(per_class, seed=seed, start=start, shortcut_class=shortcut_class, with_masks=False)
-    ids = [f"synthetic:{start + i}" for i in range(len(ds.labels))]
-    return FaceData(ds.images, ds.labels, EMOTIONS, ids)
+    ids = [f"synthetic:{start + i}" for i in range(len(dataset.labels))]
+    return FaceData(dataset.images, dataset.labels, EMOTIONS, ids)
+
+
+def split_range(spec: SyntheticSpec, split: str, *, val_fraction: float) -> tuple[int, int]:
+    """(per_class, start) of the `train` or `val` split: N faces per class for training, then
+    round(N·val_fraction) (at least 1) more per class for validation. The one place this rule
+    lives, so a model card or a report can redraw a run's validation faces exactly."""
+    if split == "train":
+        return spec.per_class, 0
+    return max(1, round(spec.per_class * val_fraction)), spec.per_class
 
 
 def synthetic_split(spec: str, split: str, *, seed: int, val_fraction: float):
-    """The `train` or `val` FaceData of a `synthetic:N[:shortcut]` data source: N faces per class
-    for training, then round(N·val_fraction) (at least 1) more per class for validation. The one
-    place this rule lives, so a model card can redraw a run's validation faces exactly."""
-    parts = spec.split(":")
-    per_class = int(parts[1])
-    shortcut = parts[2] if len(parts) > 2 else None
-    if split == "train":
-        return synthetic_face_data(per_class, seed=seed, shortcut_class=shortcut)
-    val_per_class = max(1, round(per_class * val_fraction))
-    return synthetic_face_data(val_per_class, seed=seed, start=per_class, shortcut_class=shortcut)
+    """The `train` or `val` FaceData of a `synthetic:…` data source (`SyntheticSpec`)."""
+    parsed = SyntheticSpec.parse(spec)
+    per_class, start = split_range(parsed, split, val_fraction=val_fraction)
+    return as_face_data(parsed.draw(per_class, seed=seed, start=start, with_masks=False), start)
 
 
 def _write_iter(dataset: SyntheticSet, out: Path, first: int = 0) -> Iterator[Path]:
