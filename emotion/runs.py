@@ -10,6 +10,7 @@
       curves.png             loss / accuracy / macro-F1 per epoch
       mean_gradcam.png       per emotion, its Grad-CAM averaged over its validation faces
       model/                 the best model in Hub layout (config.json + model.safetensors)
+      report/                `training.report`'s shortcut report: report.json, report.html, PNGs
 
 `training.train` writes it, `training.evaluate` writes the metrics part of it, `hub.push` and
 `emotion.load_model` read it. None of them spells a file name of its own.
@@ -33,6 +34,16 @@ MODEL = "model"
 CHECKPOINTS = "checkpoints"
 TENSORBOARD = "tensorboard"
 PLOTS = (CONFUSION_MATRIX, CURVES, MEAN_GRADCAM)  # published beside the model
+REPORT = "report"
+# What training.report writes into a report folder; --compare adds the PNGs again, "compare_"-prefixed.
+REPORT_FILES = {
+    "json": "report.json",
+    "html": "report.html",
+    "mean_maps": "mean_maps.png",
+    "occlusion": "occlusion.png",
+    "confusion_matrix": "confusion_matrix.png",
+    "mistakes": "mistakes.png",
+}
 
 
 @dataclass(frozen=True)
@@ -72,6 +83,24 @@ class RunFolder:
     def tensorboard(self) -> Path:
         return self.root / TENSORBOARD
 
+    @property
+    def report_dir(self) -> Path:
+        return self.root / REPORT
+
+    def report_plots(self) -> dict[str, Path]:
+        """{published name: path} of the shortcut report's pictures: `report_` + their file name
+        (the model card links them under those names)."""
+        files = (self.read_report() or {}).get("files", {})
+        return {
+            f"{REPORT}_{name}": self.report_dir / name
+            for name in files.values()
+            if (self.report_dir / name).is_file()
+        }
+
+    def read_report(self) -> dict[str, Any] | None:
+        """report.json of `training.report`, if the run has one."""
+        return read_report(self.report_dir)
+
     def plot(self, name: str) -> Path | None:
         """The plot `name` (one of PLOTS) if the run wrote it."""
         path = self.root / name
@@ -99,3 +128,9 @@ class RunFolder:
             if (parent / METRICS).is_file() or (parent / CONFIG).is_file():
                 return cls(parent)
         return None
+
+
+def read_report(folder: str | Path) -> dict[str, Any] | None:
+    """The report.json in `folder` (a report folder), or None."""
+    path = Path(folder) / REPORT_FILES["json"]
+    return json.loads(path.read_text()) if path.is_file() else None

@@ -1,0 +1,674 @@
+"""The shortcut detector: ``python -m training.report --model SRC --data SRC --out DIR [--compare SRC2]``.
+
+The seed's lesson: a ResNet learned "angry" from a corner of the background, and only per-class
+maps showed it. This report makes that visible and checks it causally, class by class:
+
+- the mean Grad-CAM (and LIME) of each class over its correctly classified faces, with the share
+  of each map's mass that lies outside the face and its spread over the faces;
+- an occlusion test: the class's strongest background region (from its mean Grad-CAM) is covered
+  with the fudge colour on each of those faces, and the mean drop of the class's probability is
+  reported next to the drop from covering random background regions of the same size. A map
+  can look at the background without the prediction needing it; the drop says whether it does;
+- a class whose probability falls clearly more when its strongest background region is covered
+  than when a random one is is **flagged**, in words;
+- the most confident mistakes with their maps, and the confusion matrix.
+
+It writes ``report.html`` (with PNGs beside it) and ``report.json`` (the same figures, the flagged
+classes under ``flagged``). With no ``--out`` and a run folder as ``--model``, it writes into the
+run folder's ``report/``, where the model card and the page's "Model report" tab read it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import io
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from emotion.cli import command
+from emotion.errors import EmotionLensError
+from emotion.explainers.figures import background_share, face_mask_in_crop
+from emotion.explainers.gradcam import gradcams
+from emotion.explainers.registry import get_explainer
+from emotion.explainers.render import overlay
+from emotion.faces import Box, DetectConfig
+from emotion.files import write_file_atomically
+from emotion.model import EmotionModel
+from emotion.runs import REPORT_FILES, RunFolder
+
+log = logging.getLogger(__name__)
+
+
+class ReportError(EmotionLensError, ValueError):
+    """A report that cannot be made: no faces, labels the model does not know."""
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    split: str = "val"  # "val": the faces training held out (same rule and seed), or "all"
+    seed: int = 0  # the data's split seed (synthetic: the drawing seed), as in training
+    val_fraction: float = 0.15  # as in training, so "val" is the run's own validation split
+    max_faces: int = 32  # correctly classified faces per class for the mean maps and occlusion
+    lime_faces: int = 4  # of those, how many LIME explains (about 0.3 s a face on 2 CPU cores)
+    # The covered region: around the mean Grad-CAM's background peak, where the map stays at
+    # this share of the peak (half maximum: the blob a reader sees on the picture).
+    region_level: float = 0.5
+    random_regions: int = 8  # the same region moved to random background places: the control
+    min_background: float = 0.95  # a pixel is background if it is off the face on this share of faces
+    # The flag: covering the strongest background region drops the class's probability by at
+    # least `flag_drop`, and by `flag_margin` more than covering a random background region.
+    flag_drop: float = 0.15
+    flag_margin: float = 0.10
+    mistakes: int = 6  # most confident mistakes shown
+    methods: tuple[str, ...] = ("gradcam", "lime")  # mean maps drawn; Grad-CAM also locates the region
+
+
+@dataclass
+class ReportFaces:
+    """The faces a report reads: images, labels indexing the model's labels, where the face is."""
+
+    images: np.ndarray  # N×100×100×3 uint8
+    labels: np.ndarray  # N int, index into model.labels
+    face_masks: np.ndarray  # N×100×100 bool, True on the face
+    source: str
+    masks_from: str  # "synthetic face masks" or "crop geometry (margin 0.15)"
+
+
+@dataclass
+class ClassFigures:
+    label: str
+    faces: int  # correctly classified faces the figures are over
+    recall: float
+    background_share: dict[str, dict[str, float]] = field(default_factory=dict)  # method → mean/std/n
+    occlusion_region: list[int] | None = None  # x, y, w, h: bounding box of the covered region
+    occlusion_area: int = 0  # its pixels
+    occlusion_where: str = ""
+    occlusion_drop: float | None = None  # mean drop of P(label) when that square is covered
+    random_drop: float | None = None  # the same for random background squares
+    flagged: bool = False
+    sentence: str = ""
+    region_mask: np.ndarray | None = field(default=None, repr=False)  # H×W bool, not in JSON
+
+
+# --- data ---------------------------------------------------------------------------------
+def load_report_faces(source: str, labels: tuple[str, ...], cfg: ReportConfig) -> ReportFaces:
+    """The faces of `source` (a training data source) in the chosen split, labels mapped to the
+    model's. Synthetic faces bring their drawn face masks; other crops were cut by
+    `emotion.faces.crop_face` with the default margin, so the face is the crop's centre square."""
+    if source.startswith("synthetic:"):
+        from training.synthetic import SyntheticSpec, split_range
+
+        spec = SyntheticSpec.parse(source)
+        per_class, start = (
+            (spec.per_class + split_range(spec, "val", val_fraction=cfg.val_fraction)[0], 0)
+            if cfg.split == "all"
+            else split_range(spec, "val", val_fraction=cfg.val_fraction)
+        )
+        drawn = spec.draw(per_class, seed=cfg.seed, start=start)
+        from emotion.labels import EMOTIONS
+
+        images, names, data_labels = drawn.images, EMOTIONS, drawn.labels
+        masks, masks_from = drawn.masks["face"], "synthetic face masks"
+    else:
+        from training.data import load_faces, load_splits
+
+        if cfg.split == "all":
+            data = load_faces(source)
+        else:
+            data = load_splits(source, val_fraction=cfg.val_fraction, seed=cfg.seed).val
+        images, names, data_labels = data.images, data.label_names, data.labels
+        margin = DetectConfig().margin
+        # Any box will do: only its place inside its own crop matters.
+        one = face_mask_in_crop(Box(0, 0, 1000, 1000), margin=margin, size=images.shape[1])
+        masks, masks_from = np.broadcast_to(one, images.shape[:3]), f"crop geometry (margin {margin})"
+    missing = sorted(set(names) - set(labels))
+    if missing:
+        raise ReportError(
+            f"The data has labels the model does not know: {missing} (the model's: {list(labels)}). "
+            "Report on data with the model's labels."
+        )
+    to_model = np.array([labels.index(n) for n in names])
+    if len(images) == 0:
+        raise ReportError(f"No faces in {source} ({cfg.split} split): give data with faces.")
+    return ReportFaces(images, to_model[data_labels], np.asarray(masks, bool), source, masks_from)
+
+
+# --- figures ------------------------------------------------------------------------------
+def background_pixels(face_masks: np.ndarray, min_background: float) -> np.ndarray:
+    """H×W bool: the pixels that are background on at least `min_background` of these faces."""
+    return (~face_masks).mean(axis=0) >= min_background
+
+
+def strongest_region(mean_map: np.ndarray, background: np.ndarray, level: float) -> np.ndarray:
+    """H×W bool: the connected background region around `mean_map`'s strongest background pixel
+    where the map stays at `level` of that peak or above. A region, not a fixed square: a coarse
+    Grad-CAM (a 7×7 grid on a 100-px face) puts a corner cue's peak a cell inwards, and the blob
+    around the peak reaches the corner where a square centred on the peak would not."""
+    masked = np.where(background, mean_map, 0.0)
+    y, x = np.unravel_index(int(np.argmax(masked)), masked.shape)
+    blob = (masked >= level * masked[y, x]) & background
+    _, components = cv2.connectedComponents(blob.astype(np.uint8), connectivity=8)
+    return components == components[y, x]
+
+
+def random_regions(
+    region: np.ndarray,
+    background: np.ndarray,
+    count: int,
+    rng: np.random.Generator,
+    *,
+    min_background: float = 0.9,
+    tries: int = 2000,
+) -> list[np.ndarray]:
+    """Up to `count` copies of `region` moved to random places where at least `min_background`
+    of it lies in the background: the control, the same shape and size elsewhere."""
+    height, width = region.shape
+    ys, xs = np.nonzero(region)
+    found = []
+    for dy, dx in rng.integers(-height, height, (tries, 2)):
+        if len(found) == count:
+            break
+        y2, x2 = ys + dy, xs + dx
+        if y2.min() < 0 or x2.min() < 0 or y2.max() >= height or x2.max() >= width or dy == dx == 0:
+            continue
+        if background[y2, x2].mean() >= min_background:
+            moved = np.zeros_like(region)
+            moved[y2, x2] = True
+            found.append(moved)
+    return found
+
+
+def cover(faces: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """A copy of the faces with `region` filled, face by face, with the mean colour of a 2-px
+    ring around it: the fudge colour of what surrounds the region, so whatever it held (a bright
+    stamp, say) is gone without leaving a brighter or darker patch in its place."""
+    ring = cv2.dilate(region.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool) & ~region
+    colour = faces[:, ring].astype(np.float32).mean(axis=1).round().astype(np.uint8)
+    out = faces.copy()
+    out[:, region] = colour[:, None, :]
+    return out
+
+
+def occlusion_drop(model: EmotionModel, faces: np.ndarray, index: int, regions: list[np.ndarray]) -> float:
+    """Mean drop of P(label `index`) over the faces when each region is covered in turn."""
+    base = model.predict(faces)[:, index]
+    covered = np.concatenate([cover(faces, region) for region in regions])
+    after = model.predict(covered)[:, index].reshape(len(regions), len(faces))
+    return float((base[None] - after).mean())
+
+
+def where_in_face(region: np.ndarray) -> str:
+    """'lower-right corner', 'top edge', … : where the region's centre lies in the crop."""
+    ys, xs = np.nonzero(region)
+    cy, cx = ys.mean() / region.shape[0], xs.mean() / region.shape[1]
+    row = "top" if cy < 1 / 3 else "bottom" if cy > 2 / 3 else ""
+    col = "left" if cx < 1 / 3 else "right" if cx > 2 / 3 else ""
+    if row and col:
+        return f"{'upper' if row == 'top' else 'lower'}-{col} corner"
+    return f"{row or col} edge" if row or col else "centre"
+
+
+def shares(maps: np.ndarray, masks: np.ndarray) -> dict[str, float]:
+    values = [background_share(m, k) for m, k in zip(maps, masks, strict=True)]
+    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "n": len(values)}
+
+
+@dataclass
+class ModelReport:
+    """Everything one model's report says; `to_dict` is report.json's content."""
+
+    model: str
+    data: str
+    masks_from: str
+    config: ReportConfig
+    metrics: dict[str, Any]
+    classes: list[ClassFigures]
+    mean_maps: dict[str, dict[str, np.ndarray]]  # method → label → mean map (for the figures)
+    mean_faces: dict[str, np.ndarray]  # label → mean face
+    mistakes: list[dict[str, Any]]
+    mistake_tiles: list[tuple[np.ndarray, str]]
+
+    @property
+    def flagged(self) -> list[str]:
+        return [c.label for c in self.classes if c.flagged]
+
+    def summary(self) -> str:
+        """The report in words: what is flagged, or that nothing is."""
+        if not self.flagged:
+            return (
+                "No class depends on the background: covering each class's strongest background "
+                "region changes its probability no more than a random background region does."
+            )
+        return " ".join(c.sentence for c in self.classes if c.flagged)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "data": self.data,
+            "face_masks": self.masks_from,
+            "flagged": self.flagged,
+            "summary": self.summary(),
+            "accuracy": self.metrics["accuracy"],
+            "macro_f1": self.metrics["macro_f1"],
+            "confusion_matrix": self.metrics["confusion_matrix"],
+            "label_names": self.metrics["label_names"],
+            "classes": {c.label: _class_json(c) for c in self.classes},
+            "mistakes": self.mistakes,
+            "config": asdict(self.config),
+        }
+
+
+def build_report(model: EmotionModel, faces: ReportFaces, cfg: ReportConfig = ReportConfig()) -> ModelReport:
+    """Every figure of the report for one model on these faces."""
+    from tqdm.auto import tqdm
+
+    from training.metrics import compute_metrics
+
+    probs = model.predict(faces.images)
+    pred = probs.argmax(1)
+    metrics = compute_metrics(faces.labels, pred, tuple(model.labels))
+    background = background_pixels(faces.face_masks, cfg.min_background)
+    rng = np.random.default_rng(cfg.seed)
+    classes, mean_maps, mean_faces = [], {m: {} for m in cfg.methods}, {}
+    for index, label in enumerate(tqdm(model.labels, desc="classes", unit="class")):
+        mine = np.flatnonzero(faces.labels == index)
+        own = mine[pred[mine] == index][: cfg.max_faces]
+        figures = ClassFigures(label, len(own), float((pred[mine] == index).mean()) if len(mine) else 0.0)
+        classes.append(figures)
+        if len(own) == 0:
+            figures.sentence = f"{label}: no correctly classified face, so no figures."
+            continue
+        images, masks = faces.images[own], faces.face_masks[own]
+        mean_faces[label] = images.astype(np.float32).mean(0).round().astype(np.uint8)
+        cams = gradcams(model, images)[:, index]
+        for method in cfg.methods:
+            maps = (
+                cams if method == "gradcam" else _method_maps(model, method, images[: cfg.lime_faces], label)
+            )
+            figures.background_share[method] = shares(maps, masks[: len(maps)])
+            mean_maps[method][label] = _peak_one(maps.mean(0))
+        if background.any():
+            _occlusion(model, figures, index, images, cams.mean(0), background, rng, cfg)
+    mistakes, tiles = _mistakes(model, faces, probs, cfg.mistakes)
+    return ModelReport(
+        model.source,
+        faces.source,
+        faces.masks_from,
+        cfg,
+        metrics,
+        classes,
+        mean_maps,
+        mean_faces,
+        mistakes,
+        tiles,
+    )
+
+
+def _method_maps(model: EmotionModel, method: str, images: np.ndarray, label: str) -> np.ndarray:
+    return np.stack([maps[label] for maps in get_explainer(method)(model, images)])
+
+
+def _peak_one(heat: np.ndarray) -> np.ndarray:
+    peak = float(heat.max())
+    return (heat / peak if peak > 0 else heat).astype(np.float32)
+
+
+def _occlusion(
+    model, figures: ClassFigures, index, images, mean_cam, background, rng, cfg: ReportConfig
+) -> None:
+    region = strongest_region(mean_cam, background, cfg.region_level)
+    controls = random_regions(region, background, cfg.random_regions, rng)
+    ys, xs = np.nonzero(region)
+    figures.occlusion_region = [int(xs.min()), int(ys.min()), int(np.ptp(xs)) + 1, int(np.ptp(ys)) + 1]
+    figures.occlusion_area = int(region.sum())
+    figures.occlusion_where = where_in_face(region)
+    figures.occlusion_drop = occlusion_drop(model, images, index, [region])
+    figures.random_drop = occlusion_drop(model, images, index, controls) if controls else None
+    figures.flagged = (
+        figures.occlusion_drop >= cfg.flag_drop
+        and figures.occlusion_drop - (figures.random_drop or 0.0) >= cfg.flag_margin
+    )
+    figures.region_mask = region
+    share = figures.background_share.get("gradcam", {}).get("mean")
+    share_text = f"; {share:.0%} of its mean Grad-CAM lies outside the face" if share is not None else ""
+    verdict = "depends on the background" if figures.flagged else "does not depend on the background"
+    figures.sentence = (
+        f"{figures.label} {verdict}: covering its strongest background region "
+        f"({figures.occlusion_area} px, {figures.occlusion_where}) drops P({figures.label}) by "
+        f"{figures.occlusion_drop:.2f} on average, "
+        f"against {figures.random_drop or 0.0:.2f} for the same region moved elsewhere in the "
+        f"background{share_text}."
+    )
+
+
+def _mistakes(model: EmotionModel, faces: ReportFaces, probs: np.ndarray, k: int):
+    pred = probs.argmax(1)
+    wrong = np.flatnonzero(pred != faces.labels)
+    wrong = wrong[np.argsort(-probs[wrong, pred[wrong]])][:k]
+    if len(wrong) == 0:
+        return [], []
+    cams = gradcams(model, faces.images[wrong])
+    rows, tiles = [], []
+    for j, i in enumerate(wrong):
+        true, guess, p = model.labels[faces.labels[i]], model.labels[pred[i]], float(probs[i, pred[i]])
+        rows.append({"index": int(i), "true": true, "predicted": guess, "probability": round(p, 4)})
+        tiles.append((overlay(faces.images[i], cams[j, pred[i]]), f"{true} → {guess} {p:.0%}"))
+    return rows, tiles
+
+
+def _class_json(figures: ClassFigures) -> dict[str, Any]:
+    return _rounded({k: v for k, v in asdict(figures).items() if k != "region_mask"})
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
+
+
+# --- pictures -----------------------------------------------------------------------------
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save_figure(fig, path: Path) -> None:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    _pyplot().close(fig)
+    write_file_atomically(path, buffer.getvalue())
+
+
+def save_mean_maps(report: ModelReport, path: Path) -> None:
+    """A row per method, a column per class: the mean map over the class's mean face, the
+    occluded square outlined, its background share in the title (red when flagged)."""
+    from emotion.explainers.registry import title_of
+
+    plt = _pyplot()
+    methods = [m for m in report.config.methods if report.mean_maps.get(m)]
+    fig, axes = plt.subplots(
+        len(methods),
+        len(report.classes),
+        figsize=(2.3 * len(report.classes), 2.6 * len(methods)),
+        squeeze=False,
+    )
+    for row, method in enumerate(methods):
+        for col, figures in enumerate(report.classes):
+            ax = axes[row, col]
+            ax.axis("off")
+            heat = report.mean_maps[method].get(figures.label)
+            if heat is None:
+                ax.set_title(f"{figures.label}\n(no faces)", fontsize=9)
+                continue
+            face = report.mean_faces[figures.label]
+            ax.imshow(overlay(face, heat, size=face.shape[0]))
+            share = figures.background_share[method]
+            ax.set_title(
+                f"{title_of(method)}: {figures.label}\n"
+                f"{share['mean']:.0%} ± {share['std']:.0%} outside (n={share['n']})",
+                fontsize=9,
+                color="#b00020" if figures.flagged else "black",
+            )
+            if figures.region_mask is not None and method == "gradcam":
+                edge = "#b00020" if figures.flagged else "white"
+                ax.contour(figures.region_mask, levels=[0.5], colors=[edge], linewidths=1.5, linestyles="--")
+    _save_figure(fig, path)
+
+
+def save_occlusion_plot(report: ModelReport, path: Path) -> None:
+    """Per class: the drop from covering its strongest background region against a random one."""
+    plt = _pyplot()
+    rows = [c for c in report.classes if c.occlusion_drop is not None]
+    fig, ax = plt.subplots(figsize=(6.4, 3.2))
+    xs = np.arange(len(rows))
+    colours = ["#b00020" if c.flagged else "#1f77b4" for c in rows]
+    ax.bar(
+        xs - 0.2, [c.occlusion_drop for c in rows], 0.4, color=colours, label="strongest background region"
+    )
+    ax.bar(xs + 0.2, [c.random_drop for c in rows], 0.4, color="#aaaaaa", label="random background region")
+    ax.axhline(report.config.flag_drop, color="#b00020", lw=0.8, ls=":", label="flag threshold")
+    ax.set_xticks(xs, [c.label + (" (flagged)" if c.flagged else "") for c in rows])
+    ax.set_ylabel("mean drop of P(class)")
+    ax.set_title("Occlusion test: does the prediction need the background?")
+    ax.legend(fontsize=8)
+    _save_figure(fig, path)
+
+
+def save_tiles(tiles: list[tuple[np.ndarray, str]], path: Path, *, columns: int = 6) -> None:
+    plt = _pyplot()
+    rows = max(1, -(-len(tiles) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.4 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (image, text) in zip(axes.flat, tiles, strict=False):
+        ax.imshow(image)
+        ax.set_title(text, fontsize=9)
+    _save_figure(fig, path)
+
+
+def write_pictures(report: ModelReport, out: Path, prefix: str = "") -> dict[str, str]:
+    """The report's PNGs in `out`, names prefixed; {what: file name}."""
+    from training.metrics import save_confusion_matrix
+
+    files = {
+        "mean_maps": f"{prefix}{REPORT_FILES['mean_maps']}",
+        "occlusion": f"{prefix}{REPORT_FILES['occlusion']}",
+        "confusion_matrix": f"{prefix}{REPORT_FILES['confusion_matrix']}",
+    }
+    save_mean_maps(report, out / files["mean_maps"])
+    save_occlusion_plot(report, out / files["occlusion"])
+    save_confusion_matrix(report.metrics, out / files["confusion_matrix"])
+    if report.mistake_tiles:
+        files["mistakes"] = f"{prefix}{REPORT_FILES['mistakes']}"
+        save_tiles(report.mistake_tiles, out / files["mistakes"])
+    return files
+
+
+# --- comparison ---------------------------------------------------------------------------
+def differences(before: ModelReport, after: ModelReport, *, marked: float = 0.1) -> list[dict[str, Any]]:
+    """Per class, what changed from `before` to `after`: the flag, the occlusion drop and the
+    background share; `marked` is set where the flag changed or a figure moved by ≥ `marked`."""
+    rows = []
+    for a, b in zip(before.classes, after.classes, strict=True):
+        row: dict[str, Any] = {"label": a.label, "flagged": [a.flagged, b.flagged]}
+        for key, x, y in (
+            ("occlusion_drop", a.occlusion_drop, b.occlusion_drop),
+            ("background_share", _share(a), _share(b)),
+            ("recall", a.recall, b.recall),
+        ):
+            row[key] = [_rounded(x), _rounded(y)]
+            row[f"{key}_change"] = None if x is None or y is None else round(y - x, 4)
+        changes = [abs(v) for k, v in row.items() if k.endswith("_change") and v is not None]
+        row["marked"] = a.flagged != b.flagged or any(c >= marked for c in changes)
+        rows.append(row)
+    return rows
+
+
+def _share(c: ClassFigures) -> float | None:
+    return c.background_share.get("gradcam", {}).get("mean")
+
+
+# --- html ---------------------------------------------------------------------------------
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:1.5rem auto;max-width:1200px;padding:0 1rem;color:#222}
+table{border-collapse:collapse;margin:.5rem 0 1rem;font-size:.9rem}
+td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:right}
+th:first-child,td:first-child{text-align:left}
+.flag{color:#b00020;font-weight:600} .marked{background:#fff3c4}
+.cols{display:flex;gap:1rem;flex-wrap:wrap} .cols>div{flex:1 1 480px;min-width:0}
+img{max-width:100%;height:auto}
+"""
+
+
+def _class_table(report: ModelReport) -> str:
+    methods = report.config.methods
+    head = "".join(f"<th>{html.escape(m)}: outside face</th>" for m in methods)
+    rows = []
+    for c in report.classes:
+        cells = "".join(
+            f"<td>{c.background_share[m]['mean']:.0%} ± {c.background_share[m]['std']:.0%}</td>"
+            if m in c.background_share
+            else "<td>–</td>"
+            for m in methods
+        )
+        drop = "–" if c.occlusion_drop is None else f"{c.occlusion_drop:.2f}"
+        rnd = "–" if c.random_drop is None else f"{c.random_drop:.2f}"
+        flag = '<span class="flag">flagged</span>' if c.flagged else "no"
+        rows.append(
+            f"<tr><td>{html.escape(c.label)}</td><td>{c.faces}</td><td>{c.recall:.0%}</td>{cells}"
+            f"<td>{drop}</td><td>{rnd}</td><td>{flag}</td></tr>"
+        )
+    return (
+        "<table><tr><th>class</th><th>faces</th><th>recall</th>"
+        f"{head}<th>occlusion drop</th><th>random drop</th><th>flag</th></tr>{''.join(rows)}</table>"
+    )
+
+
+def _model_section(report: ModelReport, files: dict[str, str], title: str) -> str:
+    flagged = ", ".join(report.flagged) or "none"
+    pictures = "".join(
+        f"<h3>{html.escape(what.replace('_', ' ').capitalize())}</h3>"
+        f'<img src="{html.escape(name)}" alt="{html.escape(what)}">'
+        for what, name in files.items()
+    )
+    sentences = "".join(f"<li>{html.escape(c.sentence)}</li>" for c in report.classes if c.sentence)
+    return (
+        f"<div><h2>{html.escape(title)}</h2><p><code>{html.escape(report.model)}</code> · accuracy "
+        f"{report.metrics['accuracy']:.1%} · macro-F1 {report.metrics['macro_f1']:.3f} · flagged: "
+        f'<span class="{"flag" if report.flagged else ""}">{html.escape(flagged)}</span></p>'
+        f"<p>{html.escape(report.summary())}</p>{_class_table(report)}<ul>{sentences}</ul>{pictures}</div>"
+    )
+
+
+def _difference_table(rows: list[dict[str, Any]]) -> str:
+    def pair(values, change):
+        a, b = ("–" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v) for v in values)
+        return f"{a} → {b}" + (f" ({change:+.2f})" if change is not None else "")
+
+    body = "".join(
+        f'<tr class="{"marked" if r["marked"] else ""}"><td>{html.escape(r["label"])}</td>'
+        f"<td>{'flagged' if r['flagged'][0] else 'no'} → {'flagged' if r['flagged'][1] else 'no'}</td>"
+        f"<td>{pair(r['occlusion_drop'], r['occlusion_drop_change'])}</td>"
+        f"<td>{pair(r['background_share'], r['background_share_change'])}</td>"
+        f"<td>{pair(r['recall'], r['recall_change'])}</td></tr>"
+        for r in rows
+    )
+    return (
+        "<h2>What changed</h2><p>Highlighted: the flag changed, or a figure moved by 0.10 or more.</p>"
+        "<table><tr><th>class</th><th>flag</th><th>occlusion drop</th><th>Grad-CAM outside face</th>"
+        f"<th>recall</th></tr>{body}</table>"
+    )
+
+
+def render_html(report: ModelReport, files: dict[str, str], compare=None) -> str:
+    """report.html: one model, or two side by side with the differences marked."""
+    note = (
+        f"<p>Data: <code>{html.escape(report.data)}</code> ({report.config.split} split); face from "
+        f"{html.escape(report.masks_from)}. Occlusion: the class's strongest background region "
+        "(around its mean Grad-CAM's background peak, down to half of it) filled with the colour "
+        "around it on each correctly classified face, against the same region moved elsewhere in "
+        "the background; flagged when "
+        f"the drop is ≥ {report.config.flag_drop:.2f} and ≥ {report.config.flag_margin:.2f} above the "
+        "random squares' drop.</p>"
+    )
+    if compare is None:
+        body = _model_section(report, files, "Model")
+    else:
+        other, other_files = compare
+        body = _difference_table(differences(report, other)) + (
+            f'<div class="cols">{_model_section(report, files, "Before")}'
+            f"{_model_section(other, other_files, 'After')}</div>"
+        )
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f"<title>Shortcut report</title><style>{_STYLE}</style></head><body>"
+        f"<h1>Shortcut report</h1>{note}{body}</body></html>"
+    )
+
+
+def write_report(report: ModelReport, out: Path, compare: ModelReport | None = None) -> dict[str, Any]:
+    """report.json, report.html and the PNGs into `out`; returns report.json's content."""
+    out.mkdir(parents=True, exist_ok=True)
+    files = write_pictures(report, out)
+    content = report.to_dict() | {"files": files}
+    other = None
+    if compare is not None:
+        other_files = write_pictures(compare, out, prefix="compare_")
+        other = (compare, other_files)
+        content["compare"] = compare.to_dict() | {"files": other_files}
+        content["differences"] = differences(report, compare)
+    write_file_atomically(out / REPORT_FILES["json"], (json.dumps(content, indent=2) + "\n").encode())
+    write_file_atomically(out / REPORT_FILES["html"], render_html(report, files, other).encode())
+    return content
+
+
+def report_model(
+    model_source: str,
+    data: str,
+    out: Path | None = None,
+    *,
+    compare: str | None = None,
+    cfg: ReportConfig = ReportConfig(),
+) -> dict[str, Any]:
+    """Load, compute and write; `out` None means the run folder's report/ (a run folder is needed)."""
+    from emotion.model_io import load_model
+
+    if out is None:
+        run = RunFolder.holding(model_source)
+        if run is None:
+            raise ReportError(f"--model {model_source} is not a run folder: give --out DIR for the report.")
+        out = run.report_dir
+    model = load_model(model_source)
+    faces = load_report_faces(data, tuple(model.labels), cfg)
+    report = build_report(model, faces, cfg)
+    other = build_report(load_model(compare), faces, cfg) if compare else None
+    content = write_report(report, Path(out), other)
+    log.info("%s", report.summary())
+    log.info("Report written to %s", Path(out) / REPORT_FILES["html"])
+    return content
+
+
+@command
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.report",
+        description=__doc__.split("\n\n")[0] + " Flags classes whose predictions depend on the background.",
+    )
+    parser.add_argument("--model", required=True, help="run folder, model folder or Hub id")
+    parser.add_argument(
+        "--data", required=True, help="data source as for training (folder, CSV, synthetic:N…)"
+    )
+    parser.add_argument("--out", type=Path, help="output folder (default: the run folder's report/)")
+    parser.add_argument("--compare", help="a second model, shown beside the first (e.g. after retraining)")
+    parser.add_argument("--split", choices=("val", "all"), default="val", help="the held-out faces, or all")
+    parser.add_argument("--seed", type=int, default=0, help="the split seed used in training")
+    parser.add_argument(
+        "--lime-faces", type=int, default=ReportConfig.lime_faces, help="LIME faces per class (0: no LIME)"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    methods = ("gradcam", "lime") if args.lime_faces > 0 else ("gradcam",)
+    cfg = ReportConfig(split=args.split, seed=args.seed, lime_faces=args.lime_faces, methods=methods)
+    content = report_model(args.model, args.data, args.out, compare=args.compare, cfg=cfg)
+    print(f"flagged: {', '.join(content['flagged']) or 'none'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
