@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from emotion.runs import CONFUSION_MATRIX, CURVES, MEAN_GRADCAM, RunFolder
+from emotion.runs import CONFUSION_MATRIX, CURVES, MEAN_GRADCAM, REPORT, RunFolder
 
 if TYPE_CHECKING:  # torch is heavy: a push that fails on its token should fail in a second
     from emotion.model import EmotionModel
@@ -38,7 +38,12 @@ class RunFiles:
         return self.run.plot(name) if self.run else None
 
     def plots(self) -> dict[str, Path]:
-        return self.run.plots() if self.run else {}
+        """{published name: path}: the run's plots and its shortcut report's pictures."""
+        return self.run.plots() | self.run.report_plots() if self.run else {}
+
+    def report(self) -> dict[str, Any] | None:
+        """`training.report`'s report.json, if the run has one."""
+        return self.run.read_report() if self.run else None
 
 
 @dataclass(frozen=True)
@@ -133,6 +138,32 @@ def metrics_table(metrics: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def shortcut_check(report: dict[str, Any]) -> dict[str, Any]:
+    """What the card says of `training.report`'s findings: the summary, a table, the pictures."""
+    rows = ["| emotion | Grad-CAM outside the face | occlusion drop | random region | flagged |"]
+    rows.append("|---|---:|---:|---:|---|")
+    for label, c in report["classes"].items():
+        share = c["background_share"].get("gradcam")
+        outside = f"{share['mean']:.0%} ± {share['std']:.0%}" if share else "–"
+        flag = "**yes**" if c["flagged"] else "no"
+        rows.append(
+            f"| {label} | {outside} | {_figure(c['occlusion_drop'])} | {_figure(c['random_drop'])} | {flag} |"
+        )
+    files = report.get("files", {})
+    return {
+        "summary": report["summary"],
+        "flagged": report["flagged"],
+        "data": report["data"],
+        "table": "\n".join(rows),
+        "mean_maps": f"{REPORT}_{files['mean_maps']}" if "mean_maps" in files else None,
+        "occlusion": f"{REPORT}_{files['occlusion']}" if "occlusion" in files else None,
+    }
+
+
+def _figure(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
 def explanation_notes(model: EmotionModel) -> list[tuple[str, str]]:
     """(title, what its maps read for this model) of every registered explanation method; the
     ones that run unless others are named say so in their title."""
@@ -200,4 +231,5 @@ def build_model_card(
         mean_gradcam_count=metrics.get("mean_gradcam_faces", "?"),
         cam_layer=model.cam_layer_name,
         mean_gradcam_note=note,
+        shortcut=shortcut_check(report) if (report := run.report()) else None,
     )
