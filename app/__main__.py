@@ -1,5 +1,8 @@
 """`python -m app [--model SRC] [--host H] [--port P] [--methods gradcam,lime]`: serve the demo.
 
+The page's method picker offers every registered explanation method; --methods says which are
+ticked when it opens.
+
 With no model (no --model and no EMOTION_MODEL), the synthetic demo model is built on first run
 (about 3 minutes on 2 CPU cores) and reused after; the page says plainly that it is one.
 """
@@ -31,7 +34,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--methods",
         default=None,
-        help="comma-separated explanation methods, one gallery each; default: the registry's default ones",
+        help="comma-separated explanation methods ticked when the page opens (the picker offers every "
+        "registered one); default: the registry's default ones",
     )
     return parser.parse_args(argv)
 
@@ -42,8 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from app.ui import CSS, build_demo
     from emotion import load_model
+    from emotion.explainers.figures import FaithfulnessConfig
     from emotion.explainers.lime import LimeConfig
-    from emotion.explainers.registry import parse_methods
+    from emotion.explainers.registry import method_names, parse_methods
 
     methods = None if args.methods is None else parse_methods(args.methods)
     if args.model is None:
@@ -59,8 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         model = load_model(args.model)
     lime = LimeConfig() if args.lime_samples is None else LimeConfig(num_samples=args.lime_samples)
-    model.warm_up(batch_sizes=(1, min(lime.batch_size, lime.num_samples)))
-    demo = build_demo(model, methods=methods, lime=lime)
+    # The faithfulness figures run one batch of 2·(steps + 1) faces: warm that shape up too.
+    faithfulness_batch = 2 * (FaithfulnessConfig().steps + 1)
+    model.warm_up(batch_sizes=(1, min(lime.batch_size, lime.num_samples), faithfulness_batch))
+    demo = build_demo(model, methods=methods, choices=method_names(), lime=lime)
     demo.queue().launch(server_name=args.host, server_port=args.port, show_error=True, css=CSS)
     return 0
 

@@ -11,19 +11,36 @@ import numpy as np
 
 from emotion import EmotionLensError, EmotionModel, explain
 from emotion.errors import FaceIndexError
-from emotion.explainers.registry import Explainer, check_configs, resolve_methods
+from emotion.explainers.figures import DELETION_AUC, INSERTION_AUC, faithfulness_caption, figure_caption
+from emotion.explainers.registry import Explainer, check_configs, resolve_methods, title_of
 from emotion.explainers.render import overlays
 from emotion.faces import detect_faces, draw_boxes, load_image
+from emotion.report import FaceResult, Report
 
 EXAMPLES_DIR = Path(__file__).parent / "examples"
 TITLE = "Emotion Lens"
 # Gradio's gallery keeps a 450-px minimum height and at least 100 px per column: one row of five
 # maps then leaves half the gallery empty on a desktop and runs off the side of a phone. These
 # galleries take the height of their rows and wrap (5 across on a desktop, 3 + 2 on a phone).
+# Its max-height (a few px short of three rows on a phone) clipped the last row's captions.
+# A map's caption is up to three lines (emotion and probability; its figures; faithfulness) that
+# wrap inside the thumbnail instead of being cut to "angry 41% · 1…" by Gradio's ellipsis.
 CSS = """
-.emotion-maps .grid-wrap { min-height: 0 !important; height: auto !important; }
+.emotion-maps .grid-wrap { min-height: 0 !important; height: auto !important; max-height: none !important; }
 .emotion-maps .grid-container { grid-template-columns: repeat(auto-fit, minmax(105px, 1fr)) !important; }
+.emotion-maps .caption-label { white-space: pre-line !important; max-width: 100% !important; }
 """
+FAITHFULNESS_LABEL = (
+    "Faithfulness figures: deletion ↓ / insertion ↑ AUC of the top emotion's maps "
+    "(about 1 s more per method on 2 CPU cores)"
+)
+FIGURES_LEGEND = (
+    "Under each map: the emotion's probability, then the share of the map that lies outside the "
+    "detected face box (background) and, for LIME, the R² of its linear fit (low: the map explains "
+    "little of how the model's answer moved). Faithfulness (on request): the area under the top "
+    "emotion's probability as the map's pixels are deleted (lower is better) or inserted into a "
+    "blurred face (higher is better)."
+)
 
 
 def model_banner(model: EmotionModel) -> str:
@@ -46,6 +63,37 @@ def methods_note(model: EmotionModel, methods: Sequence[Explainer], configs: dic
 
 def gallery_label(explainer: Explainer) -> str:
     return f"{explainer.title} per emotion"
+
+
+def captioned_maps(result: FaceResult, method: str) -> list[tuple[np.ndarray, str]]:
+    """(overlay, caption) per emotion: 'angry 41%', the map's figures, its faithfulness if
+    measured, one line each."""
+    figures = result.figures.get(method, {})
+    return [
+        (image, _lines(text, figure_caption(figures, label), faithfulness_caption(figures, label)))
+        for (image, text), label in zip(overlays(result, method), result.maps[method], strict=True)
+    ]
+
+
+def _lines(*texts: str) -> str:
+    return "\n".join(text for text in texts if text)
+
+
+def summary_text(report: Report, result: FaceResult) -> str:
+    """Below the maps: each sentence the figures make, the faithfulness figures if asked for,
+    then where the time went."""
+    lines = [f"⚠️ {sentence}." for sentence in result.sentences]
+    faithful = [
+        f"{title_of(method)} {fig[DELETION_AUC][result.top]:.2f} / {fig[INSERTION_AUC][result.top]:.2f}"
+        for method, fig in result.figures.items()
+        if result.top in fig.get(DELETION_AUC, {})
+    ]
+    if faithful:
+        lines.append(
+            f"**Faithfulness** of the {result.top} maps (deletion ↓ / insertion ↑): " + " · ".join(faithful)
+        )
+    lines.append(timings_text(report.timings_ms, result.source))
+    return "\n\n".join(lines)
 
 
 def _photo_or_error(upload: dict | str | None) -> np.ndarray:
@@ -74,23 +122,44 @@ def preview_faces(path: dict | str | None):
     return draw_boxes(photo, boxes, 0), 1
 
 
-def make_explain_fn(model: EmotionModel, methods: Sequence[Explainer], configs: dict[str, Any]):
+def make_explain_fn(
+    model: EmotionModel,
+    methods: Sequence[Explainer],
+    configs: dict[str, Any],
+    *,
+    picked: Sequence[Explainer] | None = None,
+):
+    """The /explain event: one gallery output per method of `methods` (the picker's choices);
+    `picked` (default: all of them) are the methods run when the caller names none."""
     names = tuple(e.name for e in methods)
+    default_picked = names if picked is None else tuple(e.name for e in picked)
 
-    def explain_face(path: dict | str | None, face_number: float, whole_image: bool, progress=gr.Progress()):
-        """Classify one face of the photo and explain every emotion with each method: the
-        photo with its boxes, the probabilities, one gallery per method (in the registry's
-        order), the timings."""
+    def explain_face(
+        path: dict | str | None,
+        face_number: float | None = 1,
+        whole_image: bool = False,
+        picked_methods: Sequence[str] | None = None,
+        faithfulness: bool = False,
+        progress=gr.Progress(),
+    ):
+        """Classify one face of the photo and explain every emotion with each picked method:
+        the photo with its boxes, the probabilities, one gallery per method (in the registry's
+        order; empty for a method not picked), the figures' sentences and the timings."""
         photo = _photo_or_error(path)
         number = 1 if face_number is None else int(face_number)  # the page numbers faces from 1
+        chosen = default_picked if picked_methods is None else tuple(picked_methods)
+        unknown = sorted(set(chosen) - set(names))
+        if unknown:
+            raise gr.Error(f"Unknown method(s) {', '.join(unknown)}: pick from {', '.join(names)}.")
         try:
             report = explain(
                 model,
                 photo,
-                names,
+                chosen,
                 face=number - 1,
                 whole_image="if_no_face" if whole_image else "never",
                 progress=lambda frac, desc: progress(frac, desc=desc),
+                faithfulness=bool(faithfulness),
                 **configs,
             )
         except FaceIndexError as err:
@@ -102,8 +171,8 @@ def make_explain_fn(model: EmotionModel, methods: Sequence[Explainer], configs: 
             raise gr.Error(str(err)) from err
         result = report.faces[0]
         boxed = draw_boxes(photo, report.boxes, result.index) if report.boxes else photo
-        galleries = [overlays(result, name) for name in names]
-        return (boxed, result.probs, *galleries, timings_text(report.timings_ms, result.source))
+        galleries = [captioned_maps(result, name) if name in result.maps else [] for name in names]
+        return (boxed, result.probs, *galleries, summary_text(report, result))
 
     return explain_face
 
@@ -114,11 +183,19 @@ def timings_text(timings: dict[str, float], source: str) -> str:
     return f"{face}**{timings['total']:.0f} ms** in all: {parts}"
 
 
-def build_demo(model: EmotionModel, *, methods: Sequence[str] | None = None, **configs: Any) -> gr.Blocks:
-    """The page for `model`, with one gallery per explanation method: `methods` (None: the
-    registry's default ones), in the registry's order; `configs` are their settings by name
-    (lime=LimeConfig(...))."""
+def build_demo(
+    model: EmotionModel,
+    *,
+    methods: Sequence[str] | None = None,
+    choices: Sequence[str] | None = None,
+    **configs: Any,
+) -> gr.Blocks:
+    """The page for `model`. Its method picker offers `choices` (None: just `methods`; `python -m
+    app` offers every registered method) with `methods` ticked (None: the registry's default
+    ones); one gallery per offered method, in the registry's order, shown while it is ticked.
+    `configs` are the methods' settings by name (lime=LimeConfig(...))."""
     chosen = resolve_methods(methods)
+    offered = resolve_methods({e.name for e in chosen} | set(choices or ()))
     check_configs(configs)
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(
@@ -134,6 +211,12 @@ def build_demo(model: EmotionModel, *, methods: Sequence[str] | None = None, **c
                     value=1, precision=0, minimum=1, label="Face to explain (1 = largest)"
                 )
                 whole = gr.Checkbox(value=False, label="Use the whole image if no face is found")
+                picker = gr.CheckboxGroup(
+                    choices=[(e.title, e.name) for e in offered],
+                    value=[e.name for e in chosen],
+                    label="Methods",
+                )
+                faithful = gr.Checkbox(value=False, label=FAITHFULNESS_LABEL)
                 run = gr.Button("Explain", variant="primary")
             with gr.Column(scale=1):
                 boxed = gr.Image(label="Faces found (green: explained)", interactive=False)
@@ -145,20 +228,28 @@ def build_demo(model: EmotionModel, *, methods: Sequence[str] | None = None, **c
                 height="auto",
                 object_fit="contain",
                 elem_classes="emotion-maps",
+                visible=e in chosen,
             )
-            for e in chosen
+            for e in offered
         ]
-        timings = gr.Markdown()
-        gr.Markdown(methods_note(model, chosen, configs))
+        summary = gr.Markdown()
+        gr.Markdown(f"{FIGURES_LEGEND}\n\n{methods_note(model, offered, configs)}")
         examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*") if p.suffix in (".png", ".jpg"))
         if examples:
             gr.Examples(examples=[[p] for p in examples], inputs=[photo], label="Examples")
 
         photo.change(preview_faces, [photo], [boxed, face_number], api_visibility="private", preprocess=False)
+        picker.change(
+            lambda picked: [gr.Gallery(visible=e.name in picked) for e in offered],
+            [picker],
+            galleries,
+            api_visibility="private",
+            queue=False,  # shows or hides galleries only: no need to wait behind an explanation
+        )
         run.click(
-            make_explain_fn(model, chosen, configs),
-            [photo, face_number, whole],
-            [boxed, probs, *galleries, timings],
+            make_explain_fn(model, offered, configs, picked=chosen),
+            [photo, face_number, whole, picker, faithful],
+            [boxed, probs, *galleries, summary],
             api_name="explain",
             preprocess=False,  # the photo is decoded by emotion.faces.load_image (see _photo_or_error)
             concurrency_limit=1,  # two explanations at once would only halve each one's speed

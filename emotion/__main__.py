@@ -20,7 +20,7 @@ from pathlib import Path
 from emotion import load_model  # the package's name for it, wherever the model I/O lives
 from emotion.cli import command
 from emotion.errors import ImageError
-from emotion.explainers.figures import figure_caption
+from emotion.explainers.figures import faithfulness_caption, figure_caption
 from emotion.explainers.lime import LimeConfig
 from emotion.explainers.registry import default_methods, method_names, parse_methods, title_of
 from emotion.explainers.render import overlay, save_summary
@@ -137,7 +137,8 @@ def print_table(report: Report) -> None:
         probs = "  ".join(f"{k} {v:6.1%}" for k, v in sorted(r.probs.items(), key=lambda kv: -kv[1]))
         print(f"face {r.index} at {r.box.as_list()} ({r.source}): {r.top.upper()}   {probs}")
         for method, figures in r.figures.items():
-            if text := figure_caption(figures, r.top):
+            parts = (figure_caption(figures, r.top), faithfulness_caption(figures, r.top))
+            if text := " · ".join(part for part in parts if part):
                 print(f"  {title_of(method)}, {r.top}: {text}")
         for sentence in r.sentences:
             print(f"  {sentence}")

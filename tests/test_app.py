@@ -8,7 +8,7 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from emotion import EMOTIONS
-from emotion.explainers.registry import default_methods
+from emotion.explainers.registry import default_methods, method_names, title_of
 
 from .conftest import ROOT, serve
 
@@ -31,26 +31,63 @@ def client(app_url) -> Client:
     return Client(app_url, verbose=False)
 
 
-def _check_outputs(result):
-    boxed, label, *galleries, timings = result  # one gallery per method, in the registry's order
+def _check_outputs(result, picked=None):
+    # One gallery per registered method (the picker offers them all), in the registry's order;
+    # those not picked come back empty.
+    boxed, label, *galleries, timings = result
+    picked = default_methods() if picked is None else picked
     probs = {c["label"]: c["confidence"] for c in label["confidences"]}
     assert set(probs) == set(EMOTIONS)
     assert abs(sum(probs.values()) - 1) < 1e-4
-    assert len(galleries) == len(default_methods())
-    for gallery in galleries:
+    assert len(galleries) == len(method_names())
+    for name, gallery in zip(method_names(), galleries, strict=True):
+        if name not in picked:
+            assert not gallery, name
+            continue
         assert len(gallery) == 5
         assert {item["caption"].split()[0] for item in gallery} == set(EMOTIONS)
         for item in gallery:
             img = np.asarray(Image.open(item["image"]))
             assert img.ndim == 3 and img.shape[0] >= 100
-    assert "ms" in timings and "lime" in timings
-    return probs
+    assert "ms" in timings and all(name in timings for name in picked)
+    return probs, dict(zip(method_names(), galleries, strict=True)), timings
 
 
 def test_explain_endpoint_on_the_astronaut(client):
     _check_outputs(
         client.predict(handle_file(str(ROOT / "app/examples/astronaut.jpg")), 1, False, api_name="/explain")
     )
+
+
+def test_explain_endpoint_takes_the_image_alone_and_captions_each_map_with_its_figures(client):
+    """Callers that pass only the image get the defaults: face 1, the default methods, no
+    faithfulness figures."""
+    probs, galleries, summary = _check_outputs(
+        client.predict(handle_file(str(ROOT / "app/examples/astronaut.jpg")), api_name="/explain")
+    )
+    for item in galleries["gradcam"]:
+        assert "% background" in item["caption"] and "R²" not in item["caption"]
+    for item in galleries["lime"]:
+        assert "% background" in item["caption"] and "R² " in item["caption"]
+    assert "Faithfulness" not in summary and "faithfulness" not in summary
+
+
+def test_explain_endpoint_follows_the_picked_methods_and_adds_faithfulness(client):
+    picked = ["gradcam", "saliency"]
+    probs, galleries, summary = _check_outputs(
+        client.predict(
+            handle_file(str(ROOT / "app/examples/astronaut.jpg")), 1, False, picked, True, api_name="/explain"
+        ),
+        picked=picked,
+    )
+    top = max(probs, key=probs.get)
+    for name in picked:
+        captions = {item["caption"].split()[0]: item["caption"] for item in galleries[name]}
+        assert "del " in captions[top] and " · ins " in captions[top]
+        assert all("del " not in text for label, text in captions.items() if label != top)
+    assert f"**Faithfulness** of the {top} maps" in summary
+    assert all(f"{title_of(name)} " in summary.split("**Faithfulness**")[1] for name in picked)
+    assert "faithfulness" in summary  # its time is in the timings
 
 
 def test_explain_endpoint_on_a_synthetic_face(client, tmp_path):
@@ -83,3 +120,20 @@ def test_bad_input_is_a_message_and_the_server_keeps_serving(client, tmp_path):
     _check_outputs(
         client.predict(handle_file(str(ROOT / "app/examples/astronaut.jpg")), 1, False, api_name="/explain")
     )
+
+
+def test_the_picker_offers_every_method_and_shows_the_ticked_ones(untrained_model):
+    import gradio as gr
+
+    from app.ui import build_demo
+
+    demo = build_demo(untrained_model, choices=method_names())
+    (picker,) = [b for b in demo.blocks.values() if isinstance(b, gr.CheckboxGroup)]
+    assert [name for _, name in picker.choices] == list(method_names())
+    assert picker.value == list(default_methods())
+    galleries = [b for b in demo.blocks.values() if isinstance(b, gr.Gallery)]
+    assert [g.visible for g in galleries] == [name in default_methods() for name in method_names()]
+    assert any(isinstance(b, gr.Checkbox) and "Faithfulness" in b.label for b in demo.blocks.values())
+    (toggle,) = [f for f in demo.fns.values() if f.inputs == [picker] and f.outputs == galleries]
+    shown = toggle.fn(["scorecam"])
+    assert [update.visible for update in shown] == [name == "scorecam" for name in method_names()]
