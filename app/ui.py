@@ -32,7 +32,7 @@ CSS = """
 """
 FAITHFULNESS_LABEL = (
     "Faithfulness figures: deletion ↓ / insertion ↑ AUC of the top emotion's maps "
-    "(about 1 s more per method on 2 CPU cores)"
+    "(1-2 s more per method on 2 CPU cores)"
 )
 FIGURES_LEGEND = (
     "Under each map: the emotion's probability, then the share of the map that lies outside the "

@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--faithfulness",
         action="store_true",
         help="add the deletion and insertion AUC of each method's map of the top emotion (one batch "
-        "of 42 faces through the model per method and face: about a third of LIME's cost)",
+        "of 42 faces through the model per method and face: 1-2 s each on 2 CPU cores)",
     )
     vid = sub.add_parser("video", help="annotate every frame of a video with emotions and Grad-CAM")
     vid.add_argument("video", type=Path, help="video file OpenCV can read (MP4, AVI, MKV, WebM)")
