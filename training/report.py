@@ -60,7 +60,7 @@ class ReportConfig:
     # The covered region: around the mean Grad-CAM's background peak, where the map stays at
     # this share of the peak (half maximum: the blob a reader sees on the picture).
     region_level: float = 0.5
-    random_regions: int = 8  # the same region moved to random background places: the control
+    random_regions: int = 8  # random background regions of the same area: the control
     min_background: float = 0.95  # a pixel is background if it is off the face on this share of faces
     # The flag: covering the strongest background region drops the class's probability by at
     # least `flag_drop`, and by `flag_margin` more than covering a random background region.
@@ -159,29 +159,22 @@ def strongest_region(mean_map: np.ndarray, background: np.ndarray, level: float)
 
 
 def random_regions(
-    region: np.ndarray,
-    background: np.ndarray,
-    count: int,
-    rng: np.random.Generator,
-    *,
-    min_background: float = 0.9,
-    tries: int = 2000,
+    region: np.ndarray, background: np.ndarray, count: int, rng: np.random.Generator
 ) -> list[np.ndarray]:
-    """Up to `count` copies of `region` moved to random places where at least `min_background`
-    of it lies in the background: the control, the same shape and size elsewhere."""
-    height, width = region.shape
-    ys, xs = np.nonzero(region)
+    """`count` background regions of the same area as `region`, away from it: the control. Each
+    is the `area` background pixels nearest a random background pixel, so it is compact and fits
+    wherever the background is (the same shape moved would not fit beside a face on most crops)."""
+    elsewhere = background & ~cv2.dilate(region.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    ys, xs = np.nonzero(elsewhere)
+    area = int(region.sum())
+    if len(ys) < area:
+        return []
     found = []
-    for dy, dx in rng.integers(-height, height, (tries, 2)):
-        if len(found) == count:
-            break
-        y2, x2 = ys + dy, xs + dx
-        if y2.min() < 0 or x2.min() < 0 or y2.max() >= height or x2.max() >= width or dy == dx == 0:
-            continue
-        if background[y2, x2].mean() >= min_background:
-            moved = np.zeros_like(region)
-            moved[y2, x2] = True
-            found.append(moved)
+    for k in rng.choice(len(ys), size=count, replace=False):
+        nearest = np.argsort(np.hypot(ys - ys[k], xs - xs[k]), kind="stable")[:area]
+        moved = np.zeros_like(region)
+        moved[ys[nearest], xs[nearest]] = True
+        found.append(moved)
     return found
 
 
@@ -343,8 +336,8 @@ def _occlusion(
         f"{figures.label} {verdict}: covering its strongest background region "
         f"({figures.occlusion_area} px, {figures.occlusion_where}) drops P({figures.label}) by "
         f"{figures.occlusion_drop:.2f} on average, "
-        f"against {figures.random_drop or 0.0:.2f} for the same region moved elsewhere in the "
-        f"background{share_text}."
+        f"against {figures.random_drop or 0.0:.2f} for random background regions of the same "
+        f"size{share_text}."
     )
 
 
@@ -581,8 +574,8 @@ def render_html(report: ModelReport, files: dict[str, str], compare=None) -> str
         f"<p>Data: <code>{html.escape(report.data)}</code> ({report.config.split} split); face from "
         f"{html.escape(report.masks_from)}. Occlusion: the class's strongest background region "
         "(around its mean Grad-CAM's background peak, down to half of it) filled with the colour "
-        "around it on each correctly classified face, against the same region moved elsewhere in "
-        "the background; flagged when "
+        "around it on each correctly classified face, against random background regions of the same "
+        "area; flagged when "
         f"the drop is ≥ {report.config.flag_drop:.2f} and ≥ {report.config.flag_margin:.2f} above the "
         "random squares' drop.</p>"
     )
