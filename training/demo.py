@@ -3,7 +3,8 @@
 No labelled face data can be downloaded here, so `python -m app` with no model builds this one
 on first run (about 3 minutes on 2 CPU cores) and reuses it afterwards. It is honest about what
 it is: its config says it was trained on drawn faces, and the app says so on the page. The
-cache holds a whole run folder (metrics, plots, mean Grad-CAM, model/), like any other run.
+cache holds a whole run folder (metrics, plots, mean Grad-CAM, model/, and the shortcut report
+in report/), like any other run.
 
     python -m training.demo [--force] [--out DIR]
 """
@@ -21,6 +22,7 @@ from emotion.errors import EmotionLensError
 from emotion.files import write_folder_atomically
 from emotion.model_io import demo_model_dir, load_model
 from emotion.runs import RunFolder
+from training.report import ReportConfig, report_model
 from training.train import TrainConfig, Trainer, demo_preset
 
 log = logging.getLogger(__name__)
@@ -56,8 +58,19 @@ def ensure_demo_model(
         )
         recipe = config or demo_preset()
         # Trained in a temp folder swapped into place at the end: a crash leaves no half model.
-        write_folder_atomically(folder, lambda tmp: Trainer(replace(recipe, out=str(tmp))).fit())
+        write_folder_atomically(folder, lambda tmp: _train_and_report(replace(recipe, out=str(tmp))))
     return folder
+
+
+# A light report (about 10 s on 2 cores): the page's "Model report" tab shows it.
+DEMO_REPORT = ReportConfig(max_faces=16, lime_faces=2)
+
+
+def _train_and_report(recipe: TrainConfig) -> None:
+    """Train, then write the shortcut report into the run's report/ (see training.report)."""
+    Trainer(recipe).fit()
+    cfg = replace(DEMO_REPORT, seed=recipe.seed, val_fraction=recipe.val_fraction)
+    report_model(recipe.out, recipe.data, cfg=cfg)
 
 
 def _usable(folder: Path) -> bool:
