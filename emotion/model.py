@@ -69,6 +69,7 @@ class EmotionModel:
     model_args: dict[str, Any] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)  # provenance: demo flag, training data …
     source: str = "in memory"
+    folder: Path | None = None  # the local model folder it was read from (a Hub model's: its snapshot)
     precision: str = "fp32"  # "fp32" or "bf16" (autocast; AMX on this CPU, tensor cores on GPU)
 
     def __post_init__(self) -> None:

@@ -240,7 +240,7 @@ def read_model_folder(folder: Path, *, source_label: str) -> EmotionModel:
             f"The weights in {source_label} do not fit {model.architecture}: missing "
             f"{missing[:3]}, unexpected {unexpected[:3]}. Is config.json's architecture right?"
         )
-    model.source = source_label
+    model.source, model.folder = source_label, folder
     model.net.eval()
     return model
 

@@ -140,28 +140,17 @@ def metrics_table(metrics: dict[str, Any]) -> str:
 
 def shortcut_check(report: dict[str, Any]) -> dict[str, Any]:
     """What the card says of `training.report`'s findings: the summary, a table, the pictures."""
-    rows = ["| emotion | Grad-CAM outside the face | occlusion drop | random region | flagged |"]
-    rows.append("|---|---:|---:|---:|---|")
-    for label, c in report["classes"].items():
-        share = c["background_share"].get("gradcam")
-        outside = f"{share['mean']:.0%} ± {share['std']:.0%}" if share else "–"
-        flag = "**yes**" if c["flagged"] else "no"
-        rows.append(
-            f"| {label} | {outside} | {_figure(c['occlusion_drop'])} | {_figure(c['random_drop'])} | {flag} |"
-        )
+    from emotion.shortcut import shortcut_table
+
     files = report.get("files", {})
     return {
         "summary": report["summary"],
         "flagged": report["flagged"],
         "data": report["data"],
-        "table": "\n".join(rows),
+        "table": shortcut_table(report),
         "mean_maps": f"{REPORT}_{files['mean_maps']}" if "mean_maps" in files else None,
         "occlusion": f"{REPORT}_{files['occlusion']}" if "occlusion" in files else None,
     }
-
-
-def _figure(value: float | None) -> str:
-    return "–" if value is None else f"{value:.2f}"
 
 
 def explanation_notes(model: EmotionModel) -> list[tuple[str, str]]:

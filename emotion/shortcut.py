@@ -1,0 +1,78 @@
+"""Reading a shortcut report (`training.report`'s report.json and pictures) for the page and the
+model card: which model has one, its table in Markdown, its pictures with captions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from emotion.runs import REPORT_FILES, RunFolder, read_report
+
+if TYPE_CHECKING:
+    from emotion.model import EmotionModel
+
+# The pictures a reader wants first, with what they show.
+PICTURES = (
+    ("mean_maps", "What each emotion looks at (mean maps; the covered background region outlined)"),
+    ("occlusion", "Occlusion test: covering the strongest background region against random ones"),
+    ("confusion_matrix", "Confusion matrix"),
+    ("mistakes", "The most confident mistakes, with the predicted emotion's Grad-CAM"),
+)
+
+
+def report_folder_of(model: EmotionModel) -> Path | None:
+    """The report folder of the run `model` was loaded from, if that run has a report."""
+    run = RunFolder.holding(model.folder) if model.folder is not None else None
+    if run is None or run.read_report() is None:
+        return None
+    return run.report_dir
+
+
+def shortcut_table(report: dict[str, Any]) -> str:
+    """Per emotion: Grad-CAM's share outside the face, the occlusion drops, the flag (Markdown)."""
+    rows = [
+        "| emotion | Grad-CAM outside the face | occlusion drop | random regions | flagged |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for label, c in report["classes"].items():
+        share = c["background_share"].get("gradcam")
+        outside = f"{share['mean']:.0%} ± {share['std']:.0%}" if share else "–"
+        flag = "**yes**" if c["flagged"] else "no"
+        rows.append(
+            f"| {label} | {outside} | {_figure(c['occlusion_drop'])} | {_figure(c['random_drop'])} | {flag} |"
+        )
+    return "\n".join(rows)
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    """The report's words and table, for the page."""
+    flagged = ", ".join(report["flagged"]) or "none"
+    return (
+        f"**Flagged: {flagged}.** {report['summary']}\n\n{shortcut_table(report)}\n\n"
+        f"On `{report['data']}`; accuracy {report['accuracy']:.1%}, macro-F1 {report['macro_f1']:.3f}. "
+        "Occlusion: each emotion's strongest background region (from its mean Grad-CAM) covered on its "
+        "correctly classified faces; the drop of its probability against random background regions of "
+        "the same area."
+    )
+
+
+def report_pictures(folder: Path) -> list[tuple[Path, str]]:
+    """(path, caption) of the report's pictures that exist, in reading order."""
+    files = (read_report(folder) or {}).get("files", {})
+    return [
+        (folder / files[key], caption)
+        for key, caption in PICTURES
+        if key in files and (folder / files[key]).is_file()
+    ]
+
+
+def no_report_text() -> str:
+    return (
+        "This model has no shortcut report. Make one for a run folder with "
+        f"`python -m training.report --model RUN --data DATA` (it writes `report/{REPORT_FILES['json']}` "
+        "there), then serve the run folder: `python -m app --model RUN`."
+    )
+
+
+def _figure(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
