@@ -16,6 +16,8 @@ from emotion.explainers.registry import Explainer, check_configs, resolve_method
 from emotion.explainers.render import overlays
 from emotion.faces import detect_faces, draw_boxes, load_image
 from emotion.report import FaceResult, Report
+from emotion.runs import read_report
+from emotion.shortcut import no_report_text, report_folder_of, report_markdown, report_pictures
 
 EXAMPLES_DIR = Path(__file__).parent / "examples"
 TITLE = "Emotion Lens"
@@ -177,6 +179,15 @@ def make_explain_fn(
     return explain_face
 
 
+def model_report(model: EmotionModel) -> tuple[str, list[tuple[str, str]]]:
+    """The served model's shortcut report (training.report), as words and captioned pictures."""
+    folder = report_folder_of(model)
+    if folder is None:
+        return no_report_text(), []
+    report = read_report(folder)
+    return report_markdown(report), [(str(path), caption) for path, caption in report_pictures(folder)]
+
+
 def timings_text(timings: dict[str, float], source: str) -> str:
     parts = " · ".join(f"{k} {v:.0f} ms" for k, v in timings.items() if k != "total")
     face = "whole image used as the face · " if source == "whole image" else ""
@@ -202,41 +213,60 @@ def build_demo(
             f"# {TITLE}\nWhich emotion does the network see, and **where does it look for each one?**"
         )
         gr.Markdown(model_banner(model))
-        with gr.Row():
-            with gr.Column(scale=1):
-                photo = gr.Image(
-                    type="filepath", image_mode=None, label="Photo", sources=["upload", "clipboard", "webcam"]
+        with gr.Tab("Explain a photo"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    photo = gr.Image(
+                        type="filepath",
+                        image_mode=None,
+                        label="Photo",
+                        sources=["upload", "clipboard", "webcam"],
+                    )
+                    face_number = gr.Number(
+                        value=1, precision=0, minimum=1, label="Face to explain (1 = largest)"
+                    )
+                    whole = gr.Checkbox(value=False, label="Use the whole image if no face is found")
+                    picker = gr.CheckboxGroup(
+                        choices=[(e.title, e.name) for e in offered],
+                        value=[e.name for e in chosen],
+                        label="Methods",
+                    )
+                    faithful = gr.Checkbox(value=False, label=FAITHFULNESS_LABEL)
+                    run = gr.Button("Explain", variant="primary")
+                with gr.Column(scale=1):
+                    boxed = gr.Image(label="Faces found (green: explained)", interactive=False)
+                    probs = gr.Label(num_top_classes=5, label="Emotion probabilities")
+            galleries = [
+                gr.Gallery(
+                    label=gallery_label(e),
+                    columns=5,
+                    height="auto",
+                    object_fit="contain",
+                    elem_classes="emotion-maps",
+                    visible=e in chosen,
                 )
-                face_number = gr.Number(
-                    value=1, precision=0, minimum=1, label="Face to explain (1 = largest)"
-                )
-                whole = gr.Checkbox(value=False, label="Use the whole image if no face is found")
-                picker = gr.CheckboxGroup(
-                    choices=[(e.title, e.name) for e in offered],
-                    value=[e.name for e in chosen],
-                    label="Methods",
-                )
-                faithful = gr.Checkbox(value=False, label=FAITHFULNESS_LABEL)
-                run = gr.Button("Explain", variant="primary")
-            with gr.Column(scale=1):
-                boxed = gr.Image(label="Faces found (green: explained)", interactive=False)
-                probs = gr.Label(num_top_classes=5, label="Emotion probabilities")
-        galleries = [
-            gr.Gallery(
-                label=gallery_label(e),
-                columns=5,
-                height="auto",
-                object_fit="contain",
-                elem_classes="emotion-maps",
-                visible=e in chosen,
+                for e in offered
+            ]
+            summary = gr.Markdown()
+            gr.Markdown(f"{FIGURES_LEGEND}\n\n{methods_note(model, offered, configs)}")
+            examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*") if p.suffix in (".png", ".jpg"))
+            if examples:
+                gr.Examples(examples=[[p] for p in examples], inputs=[photo], label="Examples")
+
+        with gr.Tab("Model report"):
+            report_text = gr.Markdown()
+            report_pictures = gr.Gallery(
+                label="Shortcut report", columns=1, height="auto", object_fit="contain", elem_classes="report"
             )
-            for e in offered
-        ]
-        summary = gr.Markdown()
-        gr.Markdown(f"{FIGURES_LEGEND}\n\n{methods_note(model, offered, configs)}")
-        examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*") if p.suffix in (".png", ".jpg"))
-        if examples:
-            gr.Examples(examples=[[p] for p in examples], inputs=[photo], label="Examples")
+        # Read when the page loads (and by gradio_client as /model_report): the report can be
+        # written after the app started (`python -m training.report` on the served run folder).
+        demo.load(
+            lambda: model_report(model),
+            None,
+            [report_text, report_pictures],
+            api_name="model_report",
+            queue=False,
+        )
 
         photo.change(preview_faces, [photo], [boxed, face_number], api_visibility="private", preprocess=False)
         picker.change(

@@ -137,3 +137,45 @@ def test_the_picker_offers_every_method_and_shows_the_ticked_ones(untrained_mode
     (toggle,) = [f for f in demo.fns.values() if f.inputs == [picker] and f.outputs == galleries]
     shown = toggle.fn(["scorecam"])
     assert [update.visible for update in shown] == [name == "scorecam" for name in method_names()]
+
+
+def test_model_report_tab_says_how_to_make_one_when_the_model_has_none(client):
+    text, pictures = client.predict(api_name="/model_report")
+    assert "no shortcut report" in text and "python -m training.report" in text
+    assert not pictures
+
+
+@pytest.fixture(scope="module")
+def reported_run(untrained_folder, tmp_path_factory):
+    """A run folder (the untrained model as its model/) with a shortcut report in report/."""
+    import shutil
+
+    from emotion.model_io import load_model
+    from emotion.runs import RunFolder
+    from training.report import ReportConfig, build_report, load_report_faces, write_report
+
+    run = RunFolder(tmp_path_factory.mktemp("reported") / "run")
+    shutil.copytree(untrained_folder, run.model_dir)
+    run.config.write_text("data: synthetic:6\n")  # what makes a folder a run folder
+    model = load_model(run.model_dir, precision="fp32")
+    cfg = ReportConfig(max_faces=3, lime_faces=1)
+    write_report(
+        build_report(model, load_report_faces("synthetic:6", tuple(model.labels), cfg), cfg), run.report_dir
+    )
+    return run
+
+
+def test_model_report_tab_shows_the_served_runs_report(reported_run, tmp_path):
+    proc, url = serve(["-m", "app", "--model", str(reported_run.root)], tmp_path / "app.log")
+    try:
+        text, pictures = Client(url, verbose=False).predict(api_name="/model_report")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    report = reported_run.read_report()
+    assert f"Flagged: {', '.join(report['flagged']) or 'none'}" in text
+    assert all(label in text for label in EMOTIONS) and "occlusion drop" in text
+    captions = [item["caption"] for item in pictures]
+    assert len(pictures) >= 3 and captions[0].startswith("What each emotion looks at")
+    for item in pictures:
+        assert np.asarray(Image.open(item["image"])).shape[0] > 100
