@@ -40,6 +40,7 @@ from emotion.explainers.registry import get_explainer
 from emotion.explainers.render import overlay
 from emotion.faces import Box, DetectConfig
 from emotion.files import write_file_atomically
+from emotion.labels import EMOTIONS
 from emotion.model import EmotionModel
 from emotion.runs import REPORT_FILES, RunFolder
 
@@ -106,14 +107,12 @@ def load_report_faces(source: str, labels: tuple[str, ...], cfg: ReportConfig) -
         from training.synthetic import SyntheticSpec, split_range
 
         spec = SyntheticSpec.parse(source)
+        val_per_class, val_start = split_range(spec, "val", val_fraction=cfg.val_fraction)
+        # "all": the training faces and the validation faces after them, one contiguous range.
         per_class, start = (
-            (spec.per_class + split_range(spec, "val", val_fraction=cfg.val_fraction)[0], 0)
-            if cfg.split == "all"
-            else split_range(spec, "val", val_fraction=cfg.val_fraction)
+            (val_start + val_per_class, 0) if cfg.split == "all" else (val_per_class, val_start)
         )
         drawn = spec.draw(per_class, seed=cfg.seed, start=start)
-        from emotion.labels import EMOTIONS
-
         images, names, data_labels = drawn.images, EMOTIONS, drawn.labels
         masks, masks_from = drawn.masks["face"], "synthetic face masks"
     else:
@@ -282,6 +281,8 @@ def build_report(model: EmotionModel, faces: ReportFaces, cfg: ReportConfig = Re
         mean_faces[label] = images.astype(np.float32).mean(0).round().astype(np.uint8)
         cams = gradcams(model, images)[:, index]
         for method in cfg.methods:
+            if method != "gradcam" and cfg.lime_faces == 0:
+                continue
             maps = (
                 cams if method == "gradcam" else _method_maps(model, method, images[: cfg.lime_faces], label)
             )
@@ -389,11 +390,12 @@ def _save_figure(fig, path: Path) -> None:
 
 def save_mean_maps(report: ModelReport, path: Path) -> None:
     """A row per method, a column per class: the mean map over the class's mean face, the
-    occluded square outlined, its background share in the title (red when flagged)."""
+    covered region outlined, its background share in the title (red when flagged)."""
     from emotion.explainers.registry import title_of
 
     plt = _pyplot()
-    methods = [m for m in report.config.methods if report.mean_maps.get(m)]
+    # A method with no map at all (no correctly classified face anywhere) still gets its row.
+    methods = [m for m in report.config.methods if report.mean_maps.get(m)] or list(report.config.methods[:1])
     fig, axes = plt.subplots(
         len(methods),
         len(report.classes),
@@ -404,7 +406,7 @@ def save_mean_maps(report: ModelReport, path: Path) -> None:
         for col, figures in enumerate(report.classes):
             ax = axes[row, col]
             ax.axis("off")
-            heat = report.mean_maps[method].get(figures.label)
+            heat = report.mean_maps.get(method, {}).get(figures.label)
             if heat is None:
                 ax.set_title(f"{figures.label}\n(no faces)", fontsize=9)
                 continue
