@@ -43,6 +43,7 @@ REPORT_FILES = {
     "occlusion": "occlusion.png",
     "confusion_matrix": "confusion_matrix.png",
     "mistakes": "mistakes.png",
+    "sanity": "sanity.png",
 }
 
 

@@ -17,6 +17,7 @@ PICTURES = (
     ("occlusion", "Occlusion test: covering the strongest background region against random ones"),
     ("confusion_matrix", "Confusion matrix"),
     ("mistakes", "The most confident mistakes, with the predicted emotion's Grad-CAM"),
+    ("sanity", "Sanity check: how much each method's maps change as the network is randomised"),
 )
 
 

@@ -16,6 +16,7 @@ from training.report import (
     ReportConfig,
     ReportError,
     build_report,
+    classes_in_turn,
     cover,
     differences,
     load_report_faces,
@@ -120,6 +121,23 @@ def test_report_on_tiny_data_writes_json_html_and_pictures(untrained_folder, unt
         assert (tmp_path / name).stat().st_size > 1000
     html = (tmp_path / REPORT_FILES["html"]).read_text()
     assert "Shortcut report" in html and "What changed" in html and 'src="compare_' in html
+
+
+def test_report_adds_the_sanity_check_when_asked(untrained_model, tmp_path):
+    cfg = ReportConfig(
+        lime_faces=0, methods=("gradcam",), max_faces=2, sanity_methods=("gradcam",), sanity_faces=2
+    )
+    report = build_report(
+        untrained_model, load_report_faces("synthetic:4", tuple(untrained_model.labels), cfg), cfg
+    )
+    content = write_report(report, tmp_path)
+    assert content["sanity"]["methods"]["gradcam"] and (tmp_path / content["files"]["sanity"]).is_file()
+    assert "Sanity check" in (tmp_path / REPORT_FILES["html"]).read_text()
+
+
+def test_classes_in_turn_takes_one_face_of_each_class_first():
+    labels = np.array([0, 0, 0, 1, 1, 2])
+    assert classes_in_turn(labels)[:3].tolist() == [0, 3, 5]
 
 
 def test_report_refuses_labels_the_model_does_not_know(untrained_model):
