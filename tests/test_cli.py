@@ -87,6 +87,12 @@ CASES = [
     ("train/missing-config", "training.train --config {missing}/config.yaml --out {root}/run"),
     ("evaluate/missing-model", "training.evaluate --model {missing_model} --data synthetic:1"),
     ("evaluate/missing-data", "training.evaluate --model {model} --data {missing}/data"),
+    (
+        "report/bad-synthetic-source",
+        "training.report --model {model} --data synthetic:5:furious --out {root}/r",
+    ),
+    ("report/missing-model", "training.report --model {missing_model} --data synthetic:2 --out {root}/r"),
+    ("train/bad-synthetic-source", "training.train --data synthetic:5:angry:2 --out {root}/run"),
     ("push/missing-source", "hub.push {missing_model} --repo user/name --dry-run {root}/push"),
     ("push/not-a-model-folder", "hub.push {empty} --repo user/name --dry-run {root}/push"),
     ("bench-explain/missing-model", "bench.explain --model {missing_model} --quick --device cpu"),

@@ -12,7 +12,7 @@ import pytest
 
 from emotion import EMOTIONS
 from emotion.explainers.gradcam import GRADCAM
-from emotion.explainers.groundtruth import centred_blob
+from emotion.explainers.groundtruth import centred_blob, region_share
 from emotion.explainers.lime import LIME, LimeConfig, segment_face
 from emotion.runs import MEAN_GRADCAM, RunFolder
 from training.demo import ensure_demo_model
@@ -57,6 +57,16 @@ def _happy_faces(faces) -> list[int]:
     return [i for i, y in enumerate(faces.labels) if EMOTIONS[y] == "happy"]
 
 
+# Measured on the demo model (issue 10): it reads happy mostly from the eyes and brows, not the
+# mouth: covering them (with the colour around them) drops P(happy) by 0.48 and 0.41 on average,
+# the mouth by 0.28, and Grad-CAM weighs the mouth above brows + eyes on 1 of 8 happy faces,
+# as often as a centred blob does. The test says what the product promises; strict: it must be
+# looked at again the day the demo model passes it.
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="the demo model reads happy from eyes and brows (measured; issue 10 note)",
+)
 def test_happy_gradcam_weighs_the_mouth_above_brows_and_eyes(demo_model, fresh_faces):
     happy = _happy_faces(fresh_faces)
     wins = [
@@ -66,8 +76,12 @@ def test_happy_gradcam_weighs_the_mouth_above_brows_and_eyes(demo_model, fresh_f
         for i in happy
     ]
     assert np.mean(wins) >= 0.75, wins
-    # The control through the same assertion: a centred blob must fail it.
+
+
+def test_a_centred_blob_fails_the_happy_mouth_test(fresh_faces):
+    """The control through the same assertion: a map that knows only where faces are."""
     blob = centred_blob(100)
+    happy = _happy_faces(fresh_faces)
     assert np.mean([_mouth_beats_brows_and_eyes(blob, fresh_faces.masks, i) for i in happy]) < 0.75
 
 
@@ -94,29 +108,69 @@ def _top5_hits(seg_weight: dict[int, float], touches: dict[int, bool]) -> float:
     return float(np.mean([touches[s] for s in top5]))
 
 
-def test_lime_top_segments_overlap_the_emotion_regions(demo_model, fresh_faces):
-    """With the app's own LimeConfig. Chance is counted over segments inside the face (most of
-    which touch a feature), so a ranking that only knows where the face is, here by distance
-    from the crop's centre, must fail the same assertion."""
-    config = LimeConfig()
-    hits, control, chance = [], [], []
+def _lime_region_scores(demo_model, fresh_faces):
+    """Per face (every other one): the top-5 hit rate of LIME's segments and of a ranking by
+    distance from the centre, chance over the segments inside the face, and the mass share in
+    the predicted emotion's regions of LIME, the centred blob and the face mask."""
+    config = LimeConfig()  # the app's own settings
+    rows = []
     centre = np.hypot(*np.mgrid[-49.5:50.5, -49.5:50.5])
+    blob = centred_blob(100)
+    masks = fresh_faces.masks
     for i in range(0, len(fresh_faces.labels), 2):
         face = fresh_faces.images[i]
         top = EMOTIONS[int(demo_model.predict(face).argmax())]
         maps = LIME.for_face(demo_model, face)
         segments = segment_face(face, config)
-        masks = fresh_faces.masks
         regions = np.any([masks[r][i] for r in defining_regions(top)], axis=0)
         ids = np.unique(segments)
         in_face = [s for s in ids if masks["face"][i][segments == s].mean() > 0.5]
         touches = {s: bool(regions[segments == s].any()) for s in ids}
-        hits.append(_top5_hits({s: maps[top][segments == s].mean() for s in ids}, touches))
-        control.append(_top5_hits({s: -centre[segments == s].mean() for s in ids}, touches))
-        chance.append(np.mean([touches[s] for s in in_face]))
+        rows.append(
+            {
+                "lime_top5": _top5_hits({s: maps[top][segments == s].mean() for s in ids}, touches),
+                "centre_top5": _top5_hits({s: -centre[segments == s].mean() for s in ids}, touches),
+                "chance": float(np.mean([touches[s] for s in in_face])),
+                "lime_mass": region_share(maps[top], regions),
+                "blob_mass": region_share(blob, regions),
+                "face_mass": region_share(masks["face"][i].astype(np.float32), regions),
+            }
+        )
+    return {key: float(np.nanmean([r[key] for r in rows])) for key in rows[0]}
 
-    def passes(scores: list[float]) -> bool:
-        return np.mean(scores) >= 0.6 and np.mean(scores) >= np.mean(chance) + 0.15
 
-    assert passes(hits), (hits, chance)
-    assert not passes(control), (control, chance)
+@pytest.fixture(scope="module")
+def lime_scores(demo_model, fresh_faces):
+    return _lime_region_scores(demo_model, fresh_faces)
+
+
+def _beats_chance(top5: float, chance: float) -> bool:
+    return top5 >= 0.6 and top5 >= chance + 0.15
+
+
+# Measured on the demo model (issue 10): LIME's top-5 segments touch the emotion's regions 0.72
+# of the time, chance inside the face is 0.73 (most face segments touch a feature), and a ranking
+# by distance from the centre scores 0.88. The top-5 test cannot tell LIME from a map that knows
+# only where the face is on this model; the mass test below can.
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="LIME's top-5 segments on the demo model do no better than chance inside the face (measured)",
+)
+def test_lime_top_segments_beat_chance_inside_the_face(lime_scores):
+    assert _beats_chance(lime_scores["lime_top5"], lime_scores["chance"]), lime_scores
+
+
+def _concentrates(mass: float, face_mass: float) -> bool:
+    # 1.5× what the face mask puts there: the face mask is the map that knows where the face is
+    # and nothing more, so the bar is "clearly more than knowing the face".
+    return mass >= 1.5 * face_mass
+
+
+def test_lime_mass_sits_in_the_emotion_regions_and_the_controls_do_not(lime_scores):
+    """With the app's own LimeConfig: LIME's evidence lies in the predicted emotion's regions
+    clearly more than the face mask's; the centred blob and the face mask fail the same bar."""
+    s = lime_scores
+    assert _concentrates(s["lime_mass"], s["face_mass"]), s
+    assert not _concentrates(s["blob_mass"], s["face_mass"]), s
+    assert not _concentrates(s["face_mass"], s["face_mass"]), s

@@ -22,6 +22,7 @@ SCRIPTS = {
     "emotion-lens-app": "app.__main__:main",
     "emotion-lens-train": "training.train:main",
     "emotion-lens-evaluate": "training.evaluate:main",
+    "emotion-lens-report": "training.report:main",
     "emotion-lens-demo": "training.demo:main",
     "emotion-lens-extract": "training.extract:main",
     "emotion-lens-label": "training.label:main",
