@@ -17,7 +17,7 @@ from emotion.explainers.render import overlays
 from emotion.faces import detect_faces, draw_boxes, load_image
 from emotion.report import FaceResult, Report
 from emotion.runs import read_report
-from emotion.shortcut import no_report_text, report_folder_of, report_markdown, report_pictures
+from emotion.shortcut import no_report_text, pictures_html, report_folder_of, report_markdown
 
 EXAMPLES_DIR = Path(__file__).parent / "examples"
 TITLE = "Emotion Lens"
@@ -31,6 +31,11 @@ CSS = """
 .emotion-maps .grid-wrap { min-height: 0 !important; height: auto !important; max-height: none !important; }
 .emotion-maps .grid-container { grid-template-columns: repeat(auto-fit, minmax(105px, 1fr)) !important; }
 .emotion-maps .caption-label { white-space: pre-line !important; max-width: 100% !important; }
+/* The report's table must fit a phone: compact cells, figures kept on one line. */
+.model-report table { font-size: 0.8rem; }
+.model-report th, .model-report td { padding: 4px 6px !important; }
+.model-report th { word-break: keep-all !important; overflow-wrap: normal !important; }
+.model-report td { white-space: nowrap; }
 """
 FAITHFULNESS_LABEL = (
     "Faithfulness figures: deletion ↓ / insertion ↑ AUC of the top emotion's maps "
@@ -179,13 +184,14 @@ def make_explain_fn(
     return explain_face
 
 
-def model_report(model: EmotionModel) -> tuple[str, list[tuple[str, str]]]:
-    """The served model's shortcut report (training.report), as words and captioned pictures."""
+def model_report(model: EmotionModel) -> tuple[str, str]:
+    """The served model's shortcut report (training.report): its words and table (Markdown), its
+    pictures (HTML with the PNGs inline: Gradio serves files only from the working and temp
+    folders, and a run folder, the demo's in the user cache, may be anywhere)."""
     folder = report_folder_of(model)
     if folder is None:
-        return no_report_text(), []
-    report = read_report(folder)
-    return report_markdown(report), [(str(path), caption) for path, caption in report_pictures(folder)]
+        return no_report_text(), ""
+    return report_markdown(read_report(folder)), pictures_html(folder)
 
 
 def timings_text(timings: dict[str, float], source: str) -> str:
@@ -254,10 +260,8 @@ def build_demo(
                 gr.Examples(examples=[[p] for p in examples], inputs=[photo], label="Examples")
 
         with gr.Tab("Model report"):
-            report_text = gr.Markdown()
-            report_pictures = gr.Gallery(
-                label="Shortcut report", columns=1, height="auto", object_fit="contain", elem_classes="report"
-            )
+            report_text = gr.Markdown(elem_classes="model-report")
+            report_pictures = gr.HTML()
         # Read when the page loads (and by gradio_client as /model_report): the report can be
         # written after the app started (`python -m training.report` on the served run folder).
         demo.load(

@@ -3,6 +3,8 @@ model card: which model has one, its table in Markdown, its pictures with captio
 
 from __future__ import annotations
 
+import base64
+import html
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,8 +33,9 @@ def report_folder_of(model: EmotionModel) -> Path | None:
 
 def shortcut_table(report: dict[str, Any]) -> str:
     """Per emotion: Grad-CAM's share outside the face, the occlusion drops, the flag (Markdown)."""
+    # Short headers: the table must fit a phone; report_markdown and the card say what they mean.
     rows = [
-        "| emotion | Grad-CAM outside the face | occlusion drop | random regions | flagged |",
+        "| emotion | outside face | drop | random | flagged |",
         "|---|---:|---:|---:|---|",
     ]
     for label, c in report["classes"].items():
@@ -51,10 +54,30 @@ def report_markdown(report: dict[str, Any]) -> str:
     return (
         f"**Flagged: {flagged}.** {report['summary']}\n\n{shortcut_table(report)}\n\n"
         f"On `{report['data']}`; accuracy {report['accuracy']:.1%}, macro-F1 {report['macro_f1']:.3f}. "
-        "Occlusion: each emotion's strongest background region (from its mean Grad-CAM) covered on its "
-        "correctly classified faces; the drop of its probability against random background regions of "
-        "the same area."
+        f"{TABLE_NOTE}"
     )
+
+
+TABLE_NOTE = (
+    "*Outside face*: the share of the emotion's Grad-CAM outside the face (mean ± spread over its "
+    "correctly classified faces). *Drop*: how much its probability falls, on average, when its "
+    "strongest background region (from its mean Grad-CAM) is covered; *random*: the same for random "
+    "background regions of that area."
+)
+
+
+def pictures_html(folder: Path) -> str:
+    """The report's pictures as one self-contained HTML block (inline PNGs, captions), sized to
+    the page's width: a gallery's square cells would leave wide figures floating in empty space."""
+    figures = []
+    for path, caption in report_pictures(folder):
+        data = base64.b64encode(path.read_bytes()).decode()
+        figures.append(
+            f'<figure style="margin:0 0 1.5rem"><img src="data:image/png;base64,{data}" '
+            f'alt="{html.escape(caption)}" style="max-width:100%;height:auto;display:block">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        )
+    return "".join(figures)
 
 
 def report_pictures(folder: Path) -> list[tuple[Path, str]]:
