@@ -130,14 +130,17 @@ def train_and_report(preset: str, seed: int, data: str | None, workdir: Path) ->
     """Train with `preset` (data overridden if given), then report on its validation faces
     (Grad-CAM only: the flag reads the occlusion test, not LIME). Angry's figures and the flag."""
     from emotion.model_io import load_model
+    from emotion.runs import RunFolder
     from training.report import ReportConfig, build_report, load_report_faces
     from training.train import Trainer, load_config
 
     out = workdir / f"{preset}-{(data or 'preset').replace(':', '_')}-seed{seed}"
     cfg = load_config(None, {"seed": seed, "out": str(out), "data": data}, preset=preset)
-    start = time.perf_counter()
-    metrics = Trainer(cfg).fit()
-    seconds = time.perf_counter() - start
+    # A finished run in --workdir is reused: an interrupted bench picks up where it stopped.
+    metrics = RunFolder(out).read_metrics() if (RunFolder(out).model_dir / "config.json").is_file() else None
+    if metrics is None:
+        metrics = Trainer(cfg).fit()
+    seconds = metrics["train_seconds"]
     model = load_model(str(out))
     report_cfg = ReportConfig(seed=seed, val_fraction=cfg.val_fraction, methods=("gradcam",), lime_faces=0)
     report = build_report(model, load_report_faces(cfg.data, tuple(model.labels), report_cfg), report_cfg)
