@@ -62,7 +62,8 @@ def ensure_demo_model(
     return folder
 
 
-# A light report (about 10 s on 2 cores): the page's "Model report" tab shows it.
+# A light report (34 s measured on 2 busy cores, mostly the occlusion test and LIME on 2 faces a
+# class): the page's "Model report" tab shows it.
 DEMO_REPORT = ReportConfig(max_faces=16, lime_faces=2)
 
 
