@@ -235,10 +235,8 @@ def run(
     """Each part's table is printed (and the JSON so far written) as soon as it is done: the
     whole run takes about 40 minutes on 2 CPU cores, and a late failure keeps the early parts."""
     result: dict[str, Any] = {"parts": list(parts)}
-    texts: list[str] = []
 
     def done(text: str) -> None:
-        texts.append(text)
         emit(text + "\n", result, json_path)
 
     if "pointing" in parts or "sanity" in parts:
@@ -265,7 +263,7 @@ def run(
         rows = sweep(workdir)
         result["sweep"] = rows
         done("Cue-rate sweep on angry faces (the seed's recipe, seed 0):\n" + sweep_text(rows))
-    return result, "\n\n".join(texts)
+    return result
 
 
 @command

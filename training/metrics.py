@@ -39,7 +39,7 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -50,7 +50,7 @@ def _pyplot():
 
 def save_confusion_matrix(metrics: dict[str, Any], path: str | Path) -> Path:
     """Row-normalised confusion matrix with counts: where each true emotion went."""
-    plt = _pyplot()
+    plt = pyplot()
     cm = np.asarray(metrics["confusion_matrix"], dtype=float)
     names = metrics["label_names"]
     share = cm / np.maximum(cm.sum(1, keepdims=True), 1)
@@ -75,7 +75,7 @@ def save_confusion_matrix(metrics: dict[str, Any], path: str | Path) -> Path:
 
 def save_curves(history: list[dict[str, float]], path: str | Path) -> Path:
     """Training loss and validation accuracy / macro-F1 per epoch."""
-    plt = _pyplot()
+    plt = pyplot()
     epochs = [h["epoch"] for h in history]
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
     a.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train loss")

@@ -43,6 +43,7 @@ from emotion.files import write_file_atomically
 from emotion.labels import EMOTIONS
 from emotion.model import EmotionModel
 from emotion.runs import REPORT_FILES, RunFolder
+from training.metrics import pyplot
 
 log = logging.getLogger(__name__)
 
@@ -397,19 +398,10 @@ def _rounded(value: Any) -> Any:
 
 
 # --- pictures -----------------------------------------------------------------------------
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _save_figure(fig, path: Path) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    _pyplot().close(fig)
+    pyplot().close(fig)
     write_file_atomically(path, buffer.getvalue())
 
 
@@ -418,7 +410,7 @@ def save_mean_maps(report: ModelReport, path: Path) -> None:
     covered region outlined, its background share in the title (red when flagged)."""
     from emotion.explainers.registry import title_of
 
-    plt = _pyplot()
+    plt = pyplot()
     # A method with no map at all (no correctly classified face anywhere) still gets its row.
     methods = [m for m in report.config.methods if report.mean_maps.get(m)] or list(report.config.methods[:1])
     fig, axes = plt.subplots(
@@ -452,7 +444,7 @@ def save_mean_maps(report: ModelReport, path: Path) -> None:
 
 def save_occlusion_plot(report: ModelReport, path: Path) -> None:
     """Per class: the drop from covering its strongest background region against a random one."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = [c for c in report.classes if c.occlusion_drop is not None]
     fig, ax = plt.subplots(figsize=(6.4, 3.2))
     xs = np.arange(len(rows))
@@ -476,7 +468,7 @@ def save_occlusion_plot(report: ModelReport, path: Path) -> None:
 
 
 def save_tiles(tiles: list[tuple[np.ndarray, str]], path: Path, *, columns: int = 6) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     rows = max(1, -(-len(tiles) // columns))
     fig, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.4 * rows), squeeze=False)
     for ax in axes.flat:
