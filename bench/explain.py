@@ -112,9 +112,14 @@ class Baseline:
 
 
 def time_reports(
-    model: EmotionModel, baseline: Baseline, photos: list[np.ndarray], repeats: int
+    model: EmotionModel,
+    baseline: Baseline,
+    photos: list[np.ndarray],
+    repeats: int,
+    config: LimeConfig = LimeConfig(),
 ) -> tuple[dict[str, dict[str, list[float]]], list[dict]]:
-    """Per-part times of both paths, face by face and alternating, plus what agreement needs."""
+    """Per-part times of both paths, face by face and alternating, plus what agreement needs.
+    The project path runs LIME with `config`, the settings the agreement figures are for."""
     times = {side: {part: [] for part in PARTS} for side in ("baseline", "project")}
     faces = []
     device = model.device
@@ -124,7 +129,7 @@ def time_reports(
                 sync_device(device)
                 base_t, base_face, base_cams = baseline.report(photo)
                 sync_device(device)
-                report = explain(model, photo, whole_image="if_no_face")
+                report = explain(model, photo, whole_image="if_no_face", lime=config)
                 sync_device(device)
                 for part in PARTS:
                     times["baseline"][part].append(base_t[part])
@@ -199,7 +204,7 @@ def run(
     reference.warm_up(batch_sizes=(1, 10))
     photos = bench_photos(faces)
     throughput = model_throughput(model, config.batch_size)
-    times, crops = time_reports(model, Baseline(reference), photos, repeats)
+    times, crops = time_reports(model, Baseline(reference), photos, repeats, config)
     throughput = (throughput + model_throughput(model, config.batch_size)) / 2
     summary = {
         side: {part: _stats(values) for part, values in parts.items()} for side, parts in times.items()

@@ -175,6 +175,29 @@ def test_bench_explain_times_every_part_of_both_paths(bench_explain):
     assert bench_explain["faces"] == 3
 
 
+def test_bench_explain_times_the_lime_settings_it_is_given(untrained_model, monkeypatch):
+    import bench.explain as bench
+    from emotion.explainers.lime import LimeConfig
+
+    real_explain = bench.explain
+    asked = []
+
+    def explain(*args, **kwargs):
+        asked.append(kwargs.get("lime"))
+        return real_explain(*args, **kwargs)
+
+    class Baseline:  # the off-the-shelf side is not what this checks
+        def report(self, photo):
+            face = real_explain(untrained_model, photo, methods=(), whole_image="if_no_face").faces[0].face
+            return dict.fromkeys(bench.PARTS, 0.0), face, None
+
+    monkeypatch.setattr(bench, "explain", explain)
+    config = LimeConfig(num_samples=16, batch_size=16)
+    bench.time_reports(untrained_model, Baseline(), bench.bench_photos(1), repeats=1, config=config)
+    # `--lime-samples` must change what is timed, not only the agreement figures.
+    assert asked == [config]
+
+
 def test_fast_lime_agrees_with_the_1000_sample_reference_as_well_as_another_reference(
     demo_model, demo_model_fp32
 ):
