@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from emotion import EMOTIONS, NoFaceError, explain
 from emotion.errors import FaceIndexError, UnknownMethodError
 from emotion.explainers.gradcam import GRADCAM
 from emotion.explainers.lime import LIME, LimeConfig, segment_face
+from emotion.model import build_model
 
 FAST_LIME = LimeConfig(num_samples=120, batch_size=120)
 
@@ -97,9 +99,20 @@ def test_segmentation_cuts_a_face_into_feature_sized_pieces(astronaut):
 
 def test_gradcam_runs_the_whole_batch_and_releases_its_hooks(untrained_model, astronaut):
     face = explain(untrained_model, astronaut, methods=()).faces[0].face
-    layer = untrained_model.cam_layer
+    # A max-pooled head has no shortcut, so Grad-CAM goes through pytorch-grad-cam's hooks (the
+    # default head takes the hook-free path and would leave nothing to release).
+    torch.manual_seed(0)
+    model = build_model("resnet18", model_args={"output_stride": 16, "global_pool": "max"})
+    assert not model.has_pooled_linear_head
+    layer = model.cam_layer
     before = (len(layer._forward_hooks), len(layer._backward_hooks))
-    maps = GRADCAM.for_face(untrained_model, face)
+    hooks_seen = []  # how many forward hooks the layer carries while the maps are computed
+    probe = layer.register_forward_hook(lambda module, *_: hooks_seen.append(len(module._forward_hooks)))
+    try:
+        maps = GRADCAM.for_face(model, face)
+    finally:
+        probe.remove()
+    assert hooks_seen and max(hooks_seen) > 1, hooks_seen  # the library's hooks were attached
     assert (len(layer._forward_hooks), len(layer._backward_hooks)) == before
     assert set(maps) == set(EMOTIONS)
     # Each emotion has its own map: five identical maps would mean the targets were ignored.
