@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from emotion import EMOTIONS, explain
 from emotion.explainers.compare import map_correlation
@@ -14,7 +15,7 @@ from emotion.explainers.registry import default_methods, get_explainer, method_n
 from emotion.explainers.saliency import guided_backprop, input_gradients
 from training.synthetic import make_dataset
 
-FAST = ("gradcam_pp", "guided_backprop", "guided_gradcam", "saliency", "smoothgrad")
+FAST = ("gradcam_layer2", "gradcam_pp", "guided_backprop", "guided_gradcam", "saliency", "smoothgrad")
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +41,20 @@ def test_the_family_is_registered_but_not_run_by_default():
 @pytest.mark.parametrize("name", FAST)
 def test_each_method_maps_every_label_of_every_face(untrained_model, two_faces, name):
     _check_maps(get_explainer(name)(untrained_model, two_faces), len(two_faces))
+
+
+def test_layer2_gradcam_is_the_librarys_gradcam_at_layer2(untrained_model, two_faces):
+    """Known answer: pytorch-grad-cam's own GradCAM on `layer2`, called directly, one label."""
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    maps = get_explainer("gradcam_layer2").for_face(untrained_model, two_faces[0])
+    x = untrained_model.to_tensor(two_faces[0])
+    net = untrained_model.net
+    with torch.autocast("cpu", enabled=False), GradCAM(model=net, target_layers=[net.layer2]) as cam:
+        want = cam(input_tensor=x, targets=[ClassifierOutputTarget(EMOTIONS.index("sad"))])[0]
+    np.testing.assert_allclose(maps["sad"], want, atol=1e-5)
+    assert map_correlation(maps["sad"], maps["happy"]) < 0.999  # each label its own target
 
 
 @pytest.mark.slow

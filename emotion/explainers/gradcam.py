@@ -82,18 +82,24 @@ def gradcams_by_backprop(model: EmotionModel, face: np.ndarray) -> np.ndarray:
 
 
 def cams_by_library(
-    model: EmotionModel, face: np.ndarray, cam_class: type = GradCAM, **settings: object
+    model: EmotionModel,
+    face: np.ndarray,
+    cam_class: type = GradCAM,
+    *,
+    layer: str | None = None,
+    **settings: object,
 ) -> np.ndarray:
-    """C×H×W maps of one face from a pytorch-grad-cam CAM method at `model.cam_layer`: the face
-    repeated once per label, each row with its own target, one call. `settings` are set on the
-    method object (e.g. Score-CAM's batch_size)."""
+    """C×H×W maps of one face from a pytorch-grad-cam CAM method at `layer` (a submodule name,
+    default `model.cam_layer`): the face repeated once per label, each row with its own target,
+    one call. `settings` are set on the method object (e.g. Score-CAM's batch_size)."""
     n = len(model.labels)
+    target = model.cam_layer if layer is None else model.net.get_submodule(layer)
     batch = model.to_tensor(face).repeat(n, 1, 1, 1)
     targets = [ClassifierOutputTarget(i) for i in range(n)]
     # fp32 on purpose: the library reads activations and gradients back through numpy.
     with (
         torch.autocast(model.device.type, enabled=False),
-        cam_class(model=model.net, target_layers=[model.cam_layer]) as cam,
+        cam_class(model=model.net, target_layers=[target]) as cam,
     ):
         for name, value in settings.items():
             setattr(cam, name, value)
