@@ -26,7 +26,13 @@ from training.report import (
     write_report,
 )
 from training.report import main as report_main
-from training.synthetic import SyntheticSpec, SyntheticSpecError, defining_regions, make_dataset
+from training.synthetic import (
+    SyntheticSpec,
+    SyntheticSpecError,
+    defining_regions,
+    face_and_twin,
+    make_dataset,
+)
 from training.train import load_config
 from training.train import main as train_main
 
@@ -194,3 +200,32 @@ def test_differences_mark_a_flag_that_changed(untrained_model):
     )
     after = replace(report, classes=[replace(c, flagged=not c.flagged) for c in report.classes])
     assert all(row["marked"] for row in differences(report, after))
+
+
+def test_a_twin_differs_from_its_face_only_where_the_emotion_shows():
+    """The counterfactual bench.truth's region swaps rest on: the face is make_dataset's, and
+    pasting the twin's background changes nothing the eye or the model would read."""
+    from bench.truth import swap_region
+
+    face, twin = face_and_twin("angry", "neutral", seed=99, index=2)
+    np.testing.assert_array_equal(face.image, make_dataset(3, seed=99).images[2 * 5 + 3])
+    np.testing.assert_array_equal(face.masks["face"], twin.masks["face"])  # same person, same pose
+    brows = swap_region(face, twin, "brows")
+    changed = np.abs(brows.astype(int) - face.image).max(-1) > 0
+    assert changed.any() and not changed[~face.masks["face"]].any()  # only inside the face
+    background = swap_region(face, twin, "background")
+    assert np.abs(background.astype(int) - face.image).mean() < 5  # noise and grain at most
+
+
+def test_bench_truth_pointing_prints_both_tables_and_writes_the_json(untrained_folder, tmp_path, capsys):
+    from bench.truth import main
+
+    out = tmp_path / "truth.json"
+    args = ["--parts", "pointing", "--per-class", "2", "--methods", "gradcam", "--json", str(out)]
+    assert main([*args, "--model", str(untrained_folder)]) == 0
+    text = capsys.readouterr().out
+    assert "Pointing game" in text and "background" in text
+    result = json.loads(out.read_text())
+    assert result["pointing"]["faces"] == 10 and set(result["region_swaps"]) == set(EMOTIONS)
+    # An untrained network reads nothing: no region moves its probabilities.
+    assert all(abs(v) < 0.05 for row in result["region_swaps"].values() for k, v in row.items() if k != "p")

@@ -381,6 +381,20 @@ def make_face(
     return SyntheticFace(image=img, label=label, masks=masks)
 
 
+def face_and_twin(label: str, twin: str, *, seed: int, index: int) -> tuple[SyntheticFace, SyntheticFace]:
+    """Face `index` of `label` as `make_dataset(seed=seed)` draws it (without the cue), and its
+    twin: the same random numbers drawn as `twin`. Same person, pose, light and background; only
+    the cues of the emotion differ, so pasting one of the twin's regions into the face is a
+    counterfactual of that region alone. (The mouth's own draws differ between some emotions,
+    which can shift the twin's noise and JPEG grain: pasting the background measures that.)"""
+    shown = []
+    for emotion in (label, twin):
+        rng = np.random.default_rng([seed, EMOTIONS.index(label), index])
+        rng.random()  # the cue's draw, as _draw makes it
+        shown.append(make_face(emotion, rng))
+    return shown[0], shown[1]
+
+
 # Below this many faces, starting worker processes costs more than drawing in this one.
 PARALLEL_MIN_FACES = 1000
 
