@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import statistics
 import time
 from collections.abc import Callable
@@ -48,6 +49,11 @@ log = logging.getLogger(__name__)
 
 class TrainConfigError(EmotionLensError, ValueError):
     """A training config that cannot run: unknown key, bad value, nothing to resume."""
+
+
+class RunFolderError(EmotionLensError):
+    """The run folder (`--out`) cannot be created, cannot be written, or its disk has too little
+    free space for what the run writes. Raised before any data is drawn or any step runs."""
 
 
 @dataclass
@@ -228,6 +234,8 @@ class Trainer:
 
         self.cfg = cfg
         self.run = RunFolder(Path(cfg.out))
+        # Every process checks (each would otherwise wait forever for a main process that failed).
+        check_run_folder(cfg)
         on_cpu = cfg.device == "cpu" or not torch.cuda.is_available()
         use_bf16 = resolve_precision(cfg.precision, torch.device("cpu" if on_cpu else "cuda")) == "bf16"
         self.acc = Accelerator(
@@ -555,6 +563,72 @@ class Trainer:
     def _print(self, message: str) -> None:
         if self.acc.is_main_process:
             log.info(message)
+
+
+# Plots (three PNGs of a few hundred kB), metrics.json, config.yaml and tensorboard's scalars, with
+# room to spare: next to the checkpoints they are small, but a disk with less than this is full.
+SMALL_FILES_BYTES = 16 * 2**20
+
+
+def run_folder_bytes(cfg: TrainConfig) -> int:
+    """About how many bytes the run writes into its folder at its peak.
+
+    A checkpoint holds the fp32 weights and AdamW's two moments: 3× the parameter bytes. There
+    are two (last.pt, best.pt), and while one is saved its temp file sits beside the old one: a
+    third. model/ holds the weights once more. So 10× the parameter bytes (~450 MB for resnet18),
+    plus the small files: a little over the true peak, never under it.
+    """
+    # On the meta device: the shapes without allocating or initialising a single weight. The head
+    # is sized for the five emotions; another label count changes the total by a few kB.
+    with torch.device("meta"):
+        net = build_model(cfg.arch, drop_rate=cfg.drop_rate).net
+    param_bytes = sum(t.numel() * 4 for t in [*net.parameters(), *net.buffers()])
+    return 10 * param_bytes + SMALL_FILES_BYTES
+
+
+def check_run_folder(cfg: TrainConfig) -> None:
+    """Create the run folder `cfg.out`, write and remove a probe file in it, and check its disk
+    has the room the run needs (`run_folder_bytes`); a `RunFolderError` that says what to do
+    otherwise.
+
+    At the start, because the first checkpoint is otherwise written only after a whole epoch.
+    """
+    run = RunFolder(Path(cfg.out))
+    root, needed = run.root, run_folder_bytes(cfg)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RunFolderError(
+            f"Cannot create the run folder {root} ({err.strerror or err}): pass --out a folder you "
+            f"can write to, on a disk with at least {_size(needed)} free."
+        ) from err
+    # A real write, because permission bits lie: root writes through 0o500, a read-only mount
+    # or a full quota refuses what os.access allows. Named per process: several may probe at once.
+    probe = root / f".write-probe-{os.getpid()}"
+    try:
+        probe.write_bytes(b"probe")
+        probe.unlink()
+    except OSError as err:
+        raise RunFolderError(
+            f"Cannot write in the run folder {root} ({err.strerror or err}): pass --out a folder "
+            "you can write to, or make this one writable (its permissions, owner or mount; free "
+            "space on its disk if it is full)."
+        ) from err
+    # A rerun or --resume replaces its checkpoints and model in place: their bytes come back.
+    replaced = [run.last_checkpoint, run.best_checkpoint, *run.model_dir.glob("*")]
+    needed = max(SMALL_FILES_BYTES, needed - sum(p.stat().st_size for p in replaced if p.is_file()))
+    free = shutil.disk_usage(root).free
+    if free < needed:
+        raise RunFolderError(
+            f"Not enough free space for the run folder {root}: {_size(free)} free on its disk, "
+            f"about {_size(needed)} needed for a {cfg.arch} run (checkpoints with optimizer state, "
+            "the model, the plots). Free space there, or pass --out a folder on a disk with more "
+            "room."
+        )
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:,.1f} MiB ({n:,} bytes)"
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
