@@ -4,7 +4,8 @@ The page's method picker offers every registered explanation method; --methods s
 ticked when it opens.
 
 With no model (no --model and no EMOTION_MODEL), the synthetic demo model is built on first run
-(about 3 minutes on 2 CPU cores) and reused after; the page says plainly that it is one.
+(about 3 minutes on 2 CPU cores) and reused after; the page says plainly that it is one. The page
+answers at once meanwhile, with the time left, and explains once the model is ready.
 """
 
 from __future__ import annotations
@@ -40,35 +41,72 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-@command
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    args = parse_args(argv)
-    from app.ui import CSS, build_demo
-    from emotion import load_model
+def _warmed_up(model, lime):
+    """The model after throw-away predictions at the batch sizes the page uses."""
     from emotion.explainers.figures import FaithfulnessConfig
-    from emotion.explainers.lime import LimeConfig
-    from emotion.explainers.registry import method_names, parse_methods
 
-    methods = None if args.methods is None else parse_methods(args.methods)
-    if args.model is None:
-        from training.demo import ensure_demo_model
+    # The faithfulness figures run one batch of 2·(steps + 1) faces: warm that shape up too.
+    faithfulness_batch = 2 * (FaithfulnessConfig().steps + 1)
+    model.warm_up(batch_sizes=(1, min(lime.batch_size, lime.num_samples), faithfulness_batch))
+    return model
 
+
+def _demo_model(lime):
+    """The synthetic demo model: loaded now if it is cached, else built in the background while
+    the page already answers (a first build trains for about 3 minutes)."""
+    from emotion import load_model
+    from emotion.pending import PendingModel
+    from training.demo import EXPECTED_BUILD_S, cached_demo_model, ensure_demo_model
+
+    def prepare():
         folder = ensure_demo_model()
         log.warning(
             "No model configured: serving the DEMO model trained on synthetic faces (%s). "
             "It will not read real photos well; pass --model or set EMOTION_MODEL.",
             folder,
         )
-        model = load_model(folder)
-    else:
-        model = load_model(args.model)
+        return _warmed_up(load_model(folder), lime)
+
+    if cached_demo_model() is not None:
+        return PendingModel.ready_now(prepare())
+    log.warning(
+        "No model configured and no demo model cached: the page is served now, and the synthetic "
+        "demo model is built in the background (about %.0f s on 2 CPU cores).",
+        EXPECTED_BUILD_S,
+    )
+    return PendingModel(prepare, expected_s=EXPECTED_BUILD_S, what="The synthetic demo model")
+
+
+@command
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = parse_args(argv)
+    from app.ui import CSS, MAX_UPLOAD, QUEUE_MAX, build_demo
+    from emotion import load_model
+    from emotion.explainers.lime import LimeConfig
+    from emotion.explainers.registry import method_names, parse_methods
+    from emotion.pending import PendingModel
+
+    methods = None if args.methods is None else parse_methods(args.methods)
     lime = LimeConfig() if args.lime_samples is None else LimeConfig(num_samples=args.lime_samples)
-    # The faithfulness figures run one batch of 2·(steps + 1) faces: warm that shape up too.
-    faithfulness_batch = 2 * (FaithfulnessConfig().steps + 1)
-    model.warm_up(batch_sizes=(1, min(lime.batch_size, lime.num_samples), faithfulness_batch))
-    demo = build_demo(model, methods=methods, choices=method_names(), lime=lime)
-    demo.queue().launch(server_name=args.host, server_port=args.port, show_error=True, css=CSS)
+    if args.model is not None:
+        served = PendingModel.ready_now(_warmed_up(load_model(args.model), lime))
+    else:
+        served = _demo_model(lime)
+    demo = build_demo(served, methods=methods, choices=method_names(), lime=lime)
+    # No allowed_paths: the page serves only its own files and Gradio's cache.
+    demo.queue(max_size=QUEUE_MAX).launch(
+        server_name=args.host,
+        server_port=args.port,
+        show_error=True,
+        css=CSS,
+        max_file_size=MAX_UPLOAD,
+        prevent_thread_lock=True,
+    )
+    # The build starts once the page listens: started earlier, it competes with the server's own
+    # start-up for the 2 cores and the page answers later.
+    served.start()
+    demo.block_thread()
     return 0
 
 

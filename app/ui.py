@@ -15,6 +15,7 @@ from emotion.explainers.figures import DELETION_AUC, INSERTION_AUC, faithfulness
 from emotion.explainers.registry import Explainer, check_configs, resolve_methods, title_of
 from emotion.explainers.render import overlays
 from emotion.faces import detect_faces, draw_boxes, load_image
+from emotion.pending import PendingModel
 from emotion.report import FaceResult, Report
 from emotion.runs import read_report
 from emotion.shortcut import no_report_text, pictures_html, report_folder_of, report_markdown
@@ -37,6 +38,16 @@ CSS = """
 .model-report th { word-break: keep-all !important; overflow-wrap: normal !important; }
 .model-report td { white-space: nowrap; }
 """
+# Bounds for a public page on 2 CPU cores, each with its reason.
+# An explanation takes about 0.5 s there and they run one at a time (two would only share the
+# cores), so 16 waiting requests mean about 8 s at the back; a 17th is refused at once with
+# "queue is full" rather than left hanging.
+QUEUE_MAX = 16
+# Photos are decoded up to 50 MP (emotion.faces.MAX_PIXELS); 25 MB holds any camera's JPEG or a
+# screenshot PNG of that size, and stops a 1 GB upload before it reaches the disk.
+MAX_UPLOAD = "25mb"
+# Gradio keeps every upload and output in its cache: delete those older than an hour, hourly.
+DELETE_CACHE = (3600, 3600)
 FAITHFULNESS_LABEL = (
     "Faithfulness figures: deletion ↓ / insertion ↑ AUC of the top emotion's maps "
     "(1-2 s more per method on 2 CPU cores)"
@@ -66,6 +77,23 @@ def model_banner(model: EmotionModel) -> str:
 def methods_note(model: EmotionModel, methods: Sequence[Explainer], configs: dict[str, Any]) -> str:
     """What each method's maps read for this model, one line per method (from the registry)."""
     return "\n".join(f"- **{e.title}**: {e.note(model, configs.get(e.name))}" for e in methods)
+
+
+def banner_text(served: PendingModel) -> str:
+    """The model banner, or while the model is being prepared, how long is left."""
+    if served.ready:
+        return model_banner(served.get())
+    return (
+        f"⏳ **{served.status()}** The page works meanwhile: upload a photo now, and press "
+        "Explain once the model is ready (this line updates itself)."
+    )
+
+
+def notes_text(served: PendingModel, methods: Sequence[Explainer], configs: dict[str, Any]) -> str:
+    """The figures' legend, then (once the model is there) what each method reads of it."""
+    if not served.ready:
+        return FIGURES_LEGEND
+    return f"{FIGURES_LEGEND}\n\n{methods_note(served.get(), methods, configs)}"
 
 
 def gallery_label(explainer: Explainer) -> str:
@@ -130,7 +158,7 @@ def preview_faces(path: dict | str | None):
 
 
 def make_explain_fn(
-    model: EmotionModel,
+    served: PendingModel,
     methods: Sequence[Explainer],
     configs: dict[str, Any],
     *,
@@ -159,6 +187,7 @@ def make_explain_fn(
         if unknown:
             raise gr.Error(f"Unknown method(s) {', '.join(unknown)}: pick from {', '.join(names)}.")
         try:
+            model = served.get()  # while the model is being prepared: how long is left
             report = explain(
                 model,
                 photo,
@@ -184,11 +213,13 @@ def make_explain_fn(
     return explain_face
 
 
-def model_report(model: EmotionModel) -> tuple[str, str]:
+def model_report(served: PendingModel) -> tuple[str, str]:
     """The served model's shortcut report (training.report): its words and table (Markdown), its
     pictures (HTML with the PNGs inline: Gradio serves files only from the working and temp
     folders, and a run folder, the demo's in the user cache, may be anywhere)."""
-    folder = report_folder_of(model)
+    if not served.ready:
+        return f"The model report is shown once the model is ready. {served.status()}", ""
+    folder = report_folder_of(served.get())
     if folder is None:
         return no_report_text(), ""
     return report_markdown(read_report(folder)), pictures_html(folder)
@@ -201,7 +232,7 @@ def timings_text(timings: dict[str, float], source: str) -> str:
 
 
 def build_demo(
-    model: EmotionModel,
+    model: EmotionModel | PendingModel,
     *,
     methods: Sequence[str] | None = None,
     choices: Sequence[str] | None = None,
@@ -210,15 +241,18 @@ def build_demo(
     """The page for `model`. Its method picker offers `choices` (None: just `methods`; `python -m
     app` offers every registered method) with `methods` ticked (None: the registry's default
     ones); one gallery per offered method, in the registry's order, shown while it is ticked.
-    `configs` are the methods' settings by name (lime=LimeConfig(...))."""
+    `configs` are the methods' settings by name (lime=LimeConfig(...)). A `PendingModel` still
+    being prepared leaves the page usable: it says how long is left, and requests get that in an
+    error until the model is ready."""
+    served = model if isinstance(model, PendingModel) else PendingModel.ready_now(model)
     chosen = resolve_methods(methods)
     offered = resolve_methods({e.name for e in chosen} | set(choices or ()))
     check_configs(configs)
-    with gr.Blocks(title=TITLE) as demo:
+    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=DELETE_CACHE) as demo:
         gr.Markdown(
             f"# {TITLE}\nWhich emotion does the network see, and **where does it look for each one?**"
         )
-        gr.Markdown(model_banner(model))
+        banner = gr.Markdown(banner_text(served))
         with gr.Tab("Explain a photo"):
             with gr.Row():
                 with gr.Column(scale=1):
@@ -254,7 +288,7 @@ def build_demo(
                 for e in offered
             ]
             summary = gr.Markdown()
-            gr.Markdown(f"{FIGURES_LEGEND}\n\n{methods_note(model, offered, configs)}")
+            notes = gr.Markdown(notes_text(served, offered, configs))
             examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*") if p.suffix in (".png", ".jpg"))
             if examples:
                 gr.Examples(examples=[[p] for p in examples], inputs=[photo], label="Examples")
@@ -265,7 +299,7 @@ def build_demo(
         # Read when the page loads (and by gradio_client as /model_report): the report can be
         # written after the app started (`python -m training.report` on the served run folder).
         demo.load(
-            lambda: model_report(model),
+            lambda: model_report(served),
             None,
             [report_text, report_pictures],
             api_name="model_report",
@@ -280,8 +314,24 @@ def build_demo(
             api_visibility="private",
             queue=False,  # shows or hides galleries only: no need to wait behind an explanation
         )
+        if not served.ready:
+            # Until the model is ready: refresh the banner's time left, then the parts that need
+            # the model, and stop.
+            timer = gr.Timer(2.0)
+            timer.tick(
+                lambda: (
+                    banner_text(served),
+                    notes_text(served, offered, configs),
+                    *model_report(served),
+                    gr.Timer(active=not served.ready),
+                ),
+                None,
+                [banner, notes, report_text, report_pictures, timer],
+                api_visibility="private",
+                queue=False,
+            )
         run.click(
-            make_explain_fn(model, offered, configs, picked=chosen),
+            make_explain_fn(served, offered, configs, picked=chosen),
             [photo, face_number, whole, picker, faithful],
             [boxed, probs, *galleries, summary],
             api_name="explain",

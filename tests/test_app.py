@@ -183,3 +183,36 @@ def test_model_report_tab_shows_the_served_runs_report(reported_run, tmp_path):
     assert len(captions) >= 3 and captions[0].startswith("What each emotion looks at")
     for data in re.findall(r'src="data:image/png;base64,([^"]+)"', pictures):
         assert np.asarray(Image.open(io.BytesIO(base64.b64decode(data)))).shape[0] > 100
+
+
+def test_first_start_serves_the_page_while_the_demo_model_is_built(astronaut, tmp_path):
+    """An empty cache: the port answers before the build is done, and a request made meanwhile
+    gets "being prepared, about N s left" (the first-start time itself is measured, not asserted:
+    see the README)."""
+    from gradio_client.exceptions import AppError
+
+    photo = tmp_path / "astronaut.png"
+    Image.fromarray(astronaut).save(photo)
+    env = {"EMOTION_LENS_CACHE": str(tmp_path / "cache"), "EMOTION_MODEL": ""}
+    proc, url = serve(["-m", "app"], tmp_path / "app.log", env=env, timeout=60)
+    try:
+        client = Client(url, verbose=False)
+        with pytest.raises(AppError, match=r"being prepared: \d+ s done, about \d+ s left"):
+            client.predict(handle_file(str(photo)), api_name="/explain")
+        text, _ = client.predict(api_name="/model_report")
+        assert "once the model is ready" in text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    # Stopped mid-build: the half-trained model is not left where the next start would use it.
+    assert not (tmp_path / "cache" / "demo-synthetic-v2").exists()
+
+
+def test_an_upload_over_the_size_limit_is_refused_and_the_server_keeps_serving(client, tmp_path):
+    from app.ui import MAX_UPLOAD
+
+    big = tmp_path / "big.png"
+    big.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(int(MAX_UPLOAD.removesuffix("mb")) * 1024 * 1024))
+    with pytest.raises(Exception, match="(?i)file size|too large|exceeds"):
+        client.predict(handle_file(str(big)), api_name="/explain")
+    _check_outputs(client.predict(handle_file(str(ROOT / "app/examples/astronaut.jpg")), api_name="/explain"))

@@ -67,6 +67,17 @@ def ensure_demo_model(
 DEMO_REPORT = ReportConfig(max_faces=16, lime_faces=2)
 
 
+# What a first build usually takes on 2 CPU cores: the preset's training clock, plus drawing the
+# faces, start-up, the final outputs and the light report. The page shows the time left from it.
+EXPECTED_BUILD_S = demo_preset().time_budget_s + 70.0
+
+
+def cached_demo_model(folder: Path | None = None) -> Path | None:
+    """The demo run folder if a usable model is cached there, else None (nothing is built)."""
+    folder = Path(folder) if folder else demo_model_dir()
+    return folder if folder.exists() and _usable(folder) else None
+
+
 def _train_and_report(recipe: TrainConfig) -> None:
     """Train, then write the shortcut report into the run's report/ (see training.report)."""
     Trainer(recipe).fit()
