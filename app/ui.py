@@ -13,9 +13,9 @@ from emotion import EmotionLensError, EmotionModel, explain
 from emotion.errors import FaceIndexError
 from emotion.explainers.figures import DELETION_AUC, INSERTION_AUC, faithfulness_caption, figure_caption
 from emotion.explainers.registry import Explainer, check_configs, resolve_methods, title_of
-from emotion.explainers.render import overlays
+from emotion.explainers.render import colour_scale_html, overlays
 from emotion.faces import detect_faces, draw_boxes, load_image
-from emotion.pending import PendingModel
+from emotion.pending import ModelNotReadyError, PendingModel
 from emotion.report import FaceResult, Report
 from emotion.runs import read_report
 from emotion.shortcut import no_report_text, pictures_html, report_folder_of, report_markdown
@@ -32,6 +32,9 @@ CSS = """
 .emotion-maps .grid-wrap { min-height: 0 !important; height: auto !important; max-height: none !important; }
 .emotion-maps .grid-container { grid-template-columns: repeat(auto-fit, minmax(105px, 1fr)) !important; }
 .emotion-maps .caption-label { white-space: pre-line !important; max-width: 100% !important; }
+.colour-scale { max-width: 520px; margin: 4px 0 8px; }
+.colour-scale-bar { height: 12px; border-radius: 3px; }
+.colour-scale-ends { display: flex; justify-content: space-between; font-size: 0.8rem; gap: 8px; }
 /* The report's table must fit a phone: compact cells, figures kept on one line. */
 .model-report table { font-size: 0.8rem; }
 .model-report th, .model-report td { padding: 4px 6px !important; }
@@ -203,6 +206,8 @@ def make_explain_fn(
                 f"There is no face {number}: {err.count} face(s) found, numbered from 1 (1 = the largest). "
                 f"Enter a number from 1 to {err.count} in 'Face to explain'."
             ) from err
+        except ModelNotReadyError as err:  # not a fault: a wait, said as one
+            raise gr.Error(str(err), title="Still preparing", print_exception=False) from err
         except EmotionLensError as err:
             raise gr.Error(str(err)) from err
         result = report.faces[0]
@@ -287,6 +292,7 @@ def build_demo(
                 )
                 for e in offered
             ]
+            gr.HTML(colour_scale_html())
             summary = gr.Markdown()
             notes = gr.Markdown(notes_text(served, offered, configs))
             examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*") if p.suffix in (".png", ".jpg"))

@@ -21,9 +21,28 @@ def blend(image: np.ndarray, heat: np.ndarray, *, alpha: float = 0.45) -> np.nda
     """`heat` (any h×w in [0, 1]) stretched over the RGB `image` as a jet colour map."""
     height, width = image.shape[:2]
     big_heat = cv2.resize(heat.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
-    colored = cv2.applyColorMap(np.uint8(255 * np.clip(big_heat, 0, 1)), cv2.COLORMAP_JET)
-    colored = cv2.cvtColor(colored, cv2.COLOR_BGR2RGB)
-    return cv2.addWeighted(image, 1 - alpha, colored, alpha, 0)
+    return cv2.addWeighted(image, 1 - alpha, heat_colours(big_heat), alpha, 0)
+
+
+def heat_colours(heat: np.ndarray) -> np.ndarray:
+    """RGB uint8 colours of `heat` (values in [0, 1]) in the maps' jet colour map."""
+    colored = cv2.applyColorMap(np.uint8(255 * np.clip(heat, 0, 1)), cv2.COLORMAP_JET)
+    return cv2.cvtColor(colored, cv2.COLOR_BGR2RGB)
+
+
+def colour_scale_html(stops: int = 9) -> str:
+    """A horizontal colour bar for the page, drawn from the same colour map as the overlays (so
+    the two cannot drift apart), with what its ends mean."""
+    rgb = heat_colours(np.linspace(0, 1, stops, dtype=np.float32)[None])[0]
+    gradient = ", ".join(f"rgb({r},{g},{b})" for r, g, b in rgb)
+    return (
+        '<div class="colour-scale">'
+        f'<div class="colour-scale-bar" style="background: linear-gradient(to right, {gradient});"></div>'
+        '<div class="colour-scale-ends"><span>0: no evidence for that emotion</span>'
+        "<span>1: the map's strongest evidence</span></div>"
+        "<small>Each map is scaled to its own maximum: compare places within a map, and the "
+        "probabilities between maps.</small></div>"
+    )
 
 
 def caption(label: str, prob: float) -> str:
