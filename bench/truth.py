@@ -106,14 +106,16 @@ def _summarise(per_class: dict[str, list[tuple[bool, float]]]) -> dict[str, dict
 
 def pointing_text(table: dict, methods: tuple[str, ...]) -> str:
     names = [*methods, *CONTROLS]
-    head = f"{'':<14}" + "".join(f"{title_of(n) if n in methods else n:>18}" for n in names)
-    lines = [head, f"{'class':<14}" + "".join(f"{'pointing / mass':>18}" for _ in names)]
+    titles = [title_of(n) if n in methods else n for n in names]
+    widths = [max(18, len(t) + 2) for t in titles]
+    head = f"{'':<14}" + "".join(f"{t:>{w}}" for t, w in zip(titles, widths, strict=True))
+    lines = [head, f"{'class':<14}" + "".join(f"{'pointing / mass':>{w}}" for w in widths)]
     for label in [*EMOTIONS, "all"]:
         cells = "".join(
-            f"{table[n][label]['pointing']:>10.0%} / {table[n][label]['in_regions']:<5.0%}"
+            f"{table[n][label]['pointing']:>{w - 8}.0%} / {table[n][label]['in_regions']:<5.0%}"
             if label in table.get(n, {})
-            else f"{'–':>18}"
-            for n in names
+            else f"{'–':>{w}}"
+            for n, w in zip(names, widths, strict=True)
         )
         lines.append(f"{label:<14}{cells}")
     if "all" not in table.get("blob", {}):
