@@ -10,6 +10,7 @@ log) keep their state in journals.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -65,6 +66,19 @@ def write_file_atomically(path: str | Path, data: bytes, *, fsync: bool = False)
             f.flush()
             os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def save_figure(fig, path: str | Path, **savefig_options) -> Path:
+    """A matplotlib figure saved as PNG by `write_file_atomically` (a crash mid-save leaves the
+    previous picture, not half of one), then closed."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", **savefig_options)
+    plt.close(fig)
+    path = Path(path)
+    write_file_atomically(path, buffer.getvalue())
+    return path
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
+from emotion.files import save_figure
+
 
 def compute_metrics(y_true: np.ndarray, y_pred: np.ndarray, label_names: tuple[str, ...]) -> dict[str, Any]:
     """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix."""
@@ -68,9 +70,7 @@ def save_confusion_matrix(metrics: dict[str, Any], path: str | Path) -> Path:
     ax.set_ylabel("true")
     ax.set_title(f"accuracy {metrics['accuracy']:.1%}, macro-F1 {metrics['macro_f1']:.3f}")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path, dpi=110)
 
 
 def save_curves(history: list[dict[str, float]], path: str | Path) -> Path:
@@ -92,6 +92,4 @@ def save_curves(history: list[dict[str, float]], path: str | Path) -> Path:
     b.set_xlabel("epoch")
     b.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path, dpi=110)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import html
-import io
 import json
 import logging
 from dataclasses import asdict, dataclass, field
@@ -39,7 +38,7 @@ from emotion.explainers.gradcam import gradcams
 from emotion.explainers.registry import get_explainer, parse_methods
 from emotion.explainers.render import overlay
 from emotion.faces import Box, DetectConfig
-from emotion.files import write_file_atomically
+from emotion.files import save_figure, write_file_atomically
 from emotion.labels import EMOTIONS
 from emotion.model import EmotionModel
 from emotion.runs import REPORT_FILES, RunFolder
@@ -399,10 +398,7 @@ def _rounded(value: Any) -> Any:
 
 # --- pictures -----------------------------------------------------------------------------
 def _save_figure(fig, path: Path) -> None:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    pyplot().close(fig)
-    write_file_atomically(path, buffer.getvalue())
+    save_figure(fig, path, dpi=110, bbox_inches="tight")
 
 
 def save_mean_maps(report: ModelReport, path: Path) -> None:

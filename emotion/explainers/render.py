@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from emotion.explainers.registry import title_of
+from emotion.files import save_figure
 from emotion.report import FaceResult
 
 
@@ -86,7 +87,4 @@ def save_summary(result: FaceResult, path: str | Path) -> Path:
                     fontsize=8,
                 )
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)

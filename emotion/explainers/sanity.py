@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import io
 import logging
 import math
 import time
@@ -51,7 +50,7 @@ from torch import nn
 
 from emotion.errors import EmotionLensError
 from emotion.explainers.registry import ProgressFn, resolve_methods, title_of
-from emotion.files import write_file_atomically
+from emotion.files import save_figure
 from emotion.model import EmotionModel
 
 log = logging.getLogger(__name__)
@@ -419,8 +418,4 @@ def save_sanity_plot(result: SanityResult, path: str | Path) -> Path:
     ax.legend(fontsize=8, loc="lower left")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    path = Path(path)
-    write_file_atomically(path, buffer.getvalue())
-    return path
+    return save_figure(fig, path, dpi=100)
