@@ -206,7 +206,10 @@ def test_fast_lime_agrees_with_the_1000_sample_reference_as_well_as_another_refe
     from emotion.explainers.lime import LimeConfig
 
     reference = demo_model_fp32
-    photos = bench_photos(8, seed=23)
+    # Faces no choice was made on: the 128-sample default was chosen on seeds 23 and 41 (issue
+    # 5's sweep), bench.explain runs seed 11 and the demo model trains on seed 0, so seed 47; and
+    # without the astronaut, who heads every bench_photos list and so was in the sweep too.
+    photos = bench_photos(9, seed=47)[1:]
     faces = [
         explain(demo_model, photo, methods=(), whole_image="if_no_face").faces[0].face for photo in photos
     ]
