@@ -230,7 +230,7 @@ def test_video_path_gives_the_photo_paths_answers(demo_model):
     from emotion.faces import crop_face
     from emotion.video import VIDEO_DETECT, analyze_frame, annotate_frame
 
-    frame = synthetic_stream(3)[1]
+    frame = synthetic_stream(3).frames[1]
     result = analyze_frame(demo_model, frame)
     assert len(result.boxes) >= 1 and result.probabilities.shape == (len(result.boxes), 5)
     assert result.gradcams.shape == (len(result.boxes), 5, 100, 100)
@@ -253,7 +253,28 @@ def test_bench_video_runs(demo_folder, tmp_path):
     assert main(["--frames", "4", "--model", str(demo_folder), "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["frames"] == 4 and result["frame_size"] == [640, 480]
-    assert result["faces_per_frame_mean"]["project"] >= 1
+    for side in ("baseline", "project"):
+        found = result["detection"][side]
+        assert found["planted"] == 8 and found["hits"] + found["misses"] == 8, side
+        # Measured on this stream: 6 of 8 by either path, no box off a face.
+        assert found["hits"] >= 4 and found["false_positives"] == 0, (side, found)
+
+
+def test_bench_video_counts_only_boxes_on_planted_faces_as_found():
+    from bench.video import iou, match_faces
+    from emotion.faces import Box
+
+    face, other = Box(100, 100, 80, 100), Box(400, 50, 90, 90)
+    near = Box(100, 110, 80, 80)  # inside `face`: IoU 0.8
+    assert iou(face, face) == 1.0 and iou(face, other) == 0.0
+    assert iou(near, face) == pytest.approx(80 * 80 / (80 * 100))
+    assert match_faces([near], [face, other]) == {"hits": 1, "misses": 1, "false_positives": 0}
+    # Counting boxes would call each of these two faces found.
+    backdrop = Box(300, 300, 60, 60)
+    assert match_faces([near, backdrop], [face, other]) == {"hits": 1, "misses": 1, "false_positives": 1}
+    assert match_faces([face, near], [face]) == {"hits": 1, "misses": 0, "false_positives": 1}
+    grazing = Box(150, 150, 80, 100)  # overlaps `face` at IoU 0.10 only
+    assert match_faces([grazing], [face]) == {"hits": 0, "misses": 1, "false_positives": 1}
 
 
 def test_video_command_writes_every_frame_annotated(demo_folder, tmp_path):
@@ -265,7 +286,7 @@ def test_video_command_writes_every_frame_annotated(demo_folder, tmp_path):
 
     source = tmp_path / "clip.avi"
     writer = cv2.VideoWriter(str(source), cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 480))
-    for frame in synthetic_stream(6):
+    for frame in synthetic_stream(6).frames:
         writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     writer.release()
     out = tmp_path / "annotated.avi"
