@@ -9,6 +9,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
+import app.gradio_cache  # noqa: F401  (atomic output images: see its docstring)
 from emotion import EmotionLensError, EmotionModel, explain
 from emotion.errors import FaceIndexError
 from emotion.explainers.figures import DELETION_AUC, INSERTION_AUC, faithfulness_caption, figure_caption

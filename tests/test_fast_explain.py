@@ -50,6 +50,7 @@ def test_gradcam_from_the_forward_equals_pytorch_grad_cam_per_class(demo_folder,
     # bf16 asked for, not "auto": a CPU without AMX or AVX512-BF16 would pick fp32.
     demo_bf16 = load_model(demo_folder, precision="bf16")
     assert exact.has_pooled_linear_head and demo_bf16.precision == "bf16"
+    bf16_correlations = []
     for face in faces:
         slow = _gradcam_per_class(exact, face)
         fast = GRADCAM.for_face(exact, face)
@@ -57,8 +58,12 @@ def test_gradcam_from_the_forward_equals_pytorch_grad_cam_per_class(demo_folder,
         for c, label in enumerate(exact.labels):
             np.testing.assert_allclose(fast[label], slow[c], atol=1e-4)  # the same arithmetic
             # bf16 features: the same maps up to rounding.
-            assert map_correlation(fast_bf16[label], slow[c]) > 0.99, label
+            bf16_correlations.append(map_correlation(fast_bf16[label], slow[c]))
             assert np.abs(fast_bf16[label] - slow[c]).max() < 0.1, label
+    # What the README promises ("What the maps read"), for every face and label. Measured on an
+    # AVX2 CPU (bf16 emulated): the lowest of 25 maps 0.99959 on this model, 0.99868 on another
+    # demo model; the mean 0.99994.
+    assert min(bf16_correlations) >= 0.998, sorted(bf16_correlations)[:5]
 
 
 def test_gradcam_falls_back_to_backprop_for_other_heads(faces):
