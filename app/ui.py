@@ -43,10 +43,11 @@ CSS = """
 .model-report td { white-space: nowrap; }
 """
 # Bounds for a public page on 2 CPU cores, each with its reason.
-# An explanation takes about 0.5 s there and they run one at a time (two would only share the
-# cores), so 16 waiting requests mean about 8 s at the back; a 17th is refused at once with
-# "queue is full" rather than left hanging.
-QUEUE_MAX = 16
+# Explanations run one at a time (two would only share the cores), about 1 s each there. The
+# queue holds 32: a crowd of 20 visitors waiting for one answer each is served (with 16, bench.load's
+# 20 sessions had 205 of 300 requests refused), the one at the back waits about half a minute,
+# and the 34th request is refused at once with "queue is full" rather than left hanging.
+QUEUE_MAX = 32
 # Photos are decoded up to 50 MP (emotion.faces.MAX_PIXELS); 25 MB holds any camera's JPEG or a
 # screenshot PNG of that size, and stops a 1 GB upload before it reaches the disk.
 MAX_UPLOAD = "25mb"
