@@ -282,7 +282,9 @@ def build_demo(
                     run = gr.Button("Explain", variant="primary")
                 with gr.Column(scale=1):
                     boxed = gr.Image(label="Faces found (green: explained)", interactive=False)
-                    probs = gr.Label(num_top_classes=5, label="Emotion probabilities")
+                    probs = gr.Label(
+                        num_top_classes=5, label="Emotion probabilities", elem_classes="emotion-probs"
+                    )
             galleries = [
                 gr.Gallery(
                     label=gallery_label(e),

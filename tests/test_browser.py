@@ -1,0 +1,102 @@
+"""The page in a real browser: Playwright (the pip package) driving Debian's Chromium, installed
+by `.ci/run` with apt (`apt-get install -y chromium`; Playwright's own browser download does not
+work here). Screenshots at 1280×800 and at a phone's 390 px are saved in `test-artifacts/` for
+people to look at: a layout can be broken while every assertion holds."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from emotion import EMOTIONS
+from emotion.explainers.registry import default_methods
+
+from .conftest import ROOT, serve
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTEFACTS = ROOT / "test-artifacts"
+VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
+ANSWER_S = 180  # an explanation on 2 busy cores, with the model's first calls
+
+
+@pytest.fixture(scope="module")
+def page_url(untrained_folder, tmp_path_factory):
+    log = tmp_path_factory.mktemp("browser") / "app.log"
+    proc, url = serve(
+        ["-m", "app", "--lime-samples", "64"], log, env={"EMOTION_MODEL": str(untrained_folder)}
+    )
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(
+            "The browser test drives Debian's Chromium: install it with `apt-get install -y chromium`."
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+def _explain_and_wait(page, before: str | None = None) -> str:
+    """Press Explain; return the timings line once a new answer is on the page."""
+    page.get_by_role("button", name="Explain").click()
+    timings = page.get_by_text(re.compile(r"ms\s+in all")).first
+    timings.wait_for(timeout=ANSWER_S * 1000)
+    if before is not None:
+        page.wait_for_function(
+            "([old]) => ![...document.querySelectorAll('p')].some(p => p.innerText === old)"
+            " && [...document.querySelectorAll('p')].some(p => p.innerText.includes('in all'))",
+            arg=[before],
+            timeout=ANSWER_S * 1000,
+        )
+        timings = page.get_by_text(re.compile(r"ms\s+in all")).first
+    return timings.inner_text()
+
+
+def _check_answer(page) -> None:
+    probs = page.locator(".emotion-probs").inner_text()
+    for emotion in EMOTIONS:
+        assert re.search(rf"{emotion}\s+\d+(\.\d+)?%", probs), (emotion, probs)
+    maps = page.locator(".emotion-maps img")
+    assert maps.count() == 5 * len(default_methods())  # Grad-CAM and LIME, five emotions each
+    captions = page.locator(".emotion-maps .caption-label").all_inner_texts()
+    assert len(captions) == maps.count()
+    for caption in captions:
+        assert re.search(r"\d+ % background", caption), caption  # each map's figure
+    assert sum("R²" in c for c in captions) == 5  # LIME's fit, under its five maps
+    assert page.locator(".colour-scale-bar").is_visible()
+
+
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+def test_the_page_explains_a_photo_then_an_example_in_a_real_browser(page_url, browser, viewport):
+    page = browser.new_page(viewport=VIEWPORTS[viewport])
+    try:
+        page.goto(page_url)
+        page.wait_for_load_state("networkidle")
+        page.set_input_files("input[type=file]", str(ROOT / "app/examples/astronaut.jpg"))
+        first = _explain_and_wait(page)
+        _check_answer(page)
+        ARTEFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTEFACTS / f"{viewport}.png"), full_page=True)
+        # The drawn sad face among the examples: it replaces the photo, and explains.
+        page.locator("button.gallery-item").nth(2).click()
+        _explain_and_wait(page, before=first)
+        _check_answer(page)
+        page.screenshot(path=str(ARTEFACTS / f"{viewport}-example.png"), full_page=True)
+        # Nothing runs off the side of a phone.
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= VIEWPORTS[viewport]["width"], width
+    finally:
+        page.close()
