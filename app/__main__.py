@@ -58,23 +58,27 @@ def _demo_model(lime):
     from emotion.pending import PendingModel
     from training.demo import EXPECTED_BUILD_S, cached_demo_model, ensure_demo_model
 
-    def prepare():
-        folder = ensure_demo_model()
+    def serving(model):
         log.warning(
             "No model configured: serving the DEMO model trained on synthetic faces (%s). "
             "It will not read real photos well; pass --model or set EMOTION_MODEL.",
-            folder,
+            model.source,
         )
-        return _warmed_up(load_model(folder), lime)
+        return _warmed_up(model, lime)
 
-    if cached_demo_model() is not None:
-        return PendingModel.ready_now(prepare())
+    cached = cached_demo_model()  # loaded once: it is the model served
+    if cached is not None:
+        return PendingModel.ready_now(serving(cached))
     log.warning(
         "No model configured and no demo model cached: the page is served now, and the synthetic "
         "demo model is built in the background (about %.0f s on 2 CPU cores).",
         EXPECTED_BUILD_S,
     )
-    return PendingModel(prepare, expected_s=EXPECTED_BUILD_S, what="The synthetic demo model")
+    return PendingModel(
+        lambda: serving(load_model(ensure_demo_model())),
+        expected_s=EXPECTED_BUILD_S,
+        what="The synthetic demo model",
+    )
 
 
 def limit_malloc_arenas(arenas: int = 2) -> bool:

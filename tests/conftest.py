@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -77,6 +78,22 @@ def serve(args: list[str], log: Path, *, env: dict[str, str] | None = None, time
         )
     wait_for_port(proc, port, log, timeout=timeout, name=" ".join(args))
     return proc, f"http://127.0.0.1:{port}/"
+
+
+@contextmanager
+def running(args: list[str], log: Path, *, env: dict[str, str] | None = None, timeout: float = 120):
+    """`serve(...)` for the length of a `with` block: the URL, and the server stopped after."""
+    proc, url = serve(args, log, env=env, timeout=timeout)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def served_untrained_app(untrained_folder: Path, log: Path, *args: str):
+    """`python -m app` serving the untrained model (with `args`), as a `running` block."""
+    return running(["-m", "app", *args], log, env={"EMOTION_MODEL": str(untrained_folder)})
 
 
 def wait_for_port(

@@ -14,7 +14,7 @@ from PIL import Image
 from emotion import EMOTIONS
 from emotion.explainers.registry import default_methods, method_names, title_of
 
-from .conftest import ROOT, serve
+from .conftest import ROOT, running, served_untrained_app
 
 pytestmark = pytest.mark.slow
 
@@ -22,12 +22,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def app_url(untrained_folder, tmp_path_factory):
     log = tmp_path_factory.mktemp("app") / "app.log"
-    proc, url = serve(
-        ["-m", "app", "--lime-samples", "200"], log, env={"EMOTION_MODEL": str(untrained_folder)}
-    )
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    with served_untrained_app(untrained_folder, log, "--lime-samples", "200") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -170,12 +166,8 @@ def reported_run(untrained_folder, tmp_path_factory):
 
 
 def test_model_report_tab_shows_the_served_runs_report(reported_run, tmp_path):
-    proc, url = serve(["-m", "app", "--model", str(reported_run.root)], tmp_path / "app.log")
-    try:
+    with running(["-m", "app", "--model", str(reported_run.root)], tmp_path / "app.log") as url:
         text, pictures = Client(url, verbose=False).predict(api_name="/model_report")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
     report = reported_run.read_report()
     assert f"Flagged: {', '.join(report['flagged']) or 'none'}" in text
     assert all(label in text for label in EMOTIONS) and "strongest background region" in text
@@ -194,16 +186,12 @@ def test_first_start_serves_the_page_while_the_demo_model_is_built(astronaut, tm
     photo = tmp_path / "astronaut.png"
     Image.fromarray(astronaut).save(photo)
     env = {"EMOTION_LENS_CACHE": str(tmp_path / "cache"), "EMOTION_MODEL": ""}
-    proc, url = serve(["-m", "app"], tmp_path / "app.log", env=env, timeout=60)
-    try:
+    with running(["-m", "app"], tmp_path / "app.log", env=env, timeout=60) as url:
         client = Client(url, verbose=False)
         with pytest.raises(AppError, match=r"being prepared: \d+ s done, about \d+ s left"):
             client.predict(handle_file(str(photo)), api_name="/explain")
         text, _ = client.predict(api_name="/model_report")
         assert "once the model is ready" in text
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
     # Stopped mid-build: the half-trained model is not left where the next start would use it.
     assert not (tmp_path / "cache" / "demo-synthetic-v2").exists()
 

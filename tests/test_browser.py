@@ -14,7 +14,7 @@ import pytest
 from emotion import EMOTIONS
 from emotion.explainers.registry import default_methods
 
-from .conftest import ROOT, serve
+from .conftest import ROOT, served_untrained_app
 
 pytestmark = pytest.mark.slow
 
@@ -27,12 +27,8 @@ ANSWER_S = 180  # an explanation on 2 busy cores, with the model's first calls
 @pytest.fixture(scope="module")
 def page_url(untrained_folder, tmp_path_factory):
     log = tmp_path_factory.mktemp("browser") / "app.log"
-    proc, url = serve(
-        ["-m", "app", "--lime-samples", "64"], log, env={"EMOTION_MODEL": str(untrained_folder)}
-    )
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    with served_untrained_app(untrained_folder, log, "--lime-samples", "64") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

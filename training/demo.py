@@ -20,6 +20,7 @@ from pathlib import Path
 from emotion.cli import command
 from emotion.errors import EmotionLensError
 from emotion.files import write_folder_atomically
+from emotion.model import EmotionModel
 from emotion.model_io import demo_model_dir, load_model
 from emotion.runs import RunFolder
 from training.report import ReportConfig, report_model
@@ -72,10 +73,10 @@ DEMO_REPORT = ReportConfig(max_faces=16, lime_faces=2)
 EXPECTED_BUILD_S = demo_preset().time_budget_s + 70.0
 
 
-def cached_demo_model(folder: Path | None = None) -> Path | None:
-    """The demo run folder if a usable model is cached there, else None (nothing is built)."""
+def cached_demo_model(folder: Path | None = None) -> EmotionModel | None:
+    """The cached demo model, loaded, or None when none usable is cached (nothing is built)."""
     folder = Path(folder) if folder else demo_model_dir()
-    return folder if folder.exists() and _usable(folder) else None
+    return _load_usable(folder) if folder.exists() else None
 
 
 def _train_and_report(recipe: TrainConfig) -> None:
@@ -86,13 +87,16 @@ def _train_and_report(recipe: TrainConfig) -> None:
 
 
 def _usable(folder: Path) -> bool:
+    return _load_usable(folder) is not None
+
+
+def _load_usable(folder: Path) -> EmotionModel | None:
     try:
-        load_model(folder)
+        return load_model(folder)
     except EmotionLensError as err:
         if folder.exists():
             log.warning("The cached demo model in %s cannot be used (%s); rebuilding it.", folder, err)
-        return False
-    return True
+        return None
 
 
 @command
