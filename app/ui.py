@@ -28,11 +28,18 @@ TITLE = "Emotion Lens"
 # galleries take the height of their rows and wrap (5 across on a desktop, 3 + 2 on a phone).
 # Its max-height (a few px short of three rows on a phone) clipped the last row's captions.
 # A map's caption is up to three lines (emotion and probability; its figures; faithfulness) that
-# wrap inside the thumbnail instead of being cut to "angry 41% · 1…" by Gradio's ellipsis.
+# wrap under the map instead of being cut to "angry 41% · 1…" by Gradio's ellipsis.
 CSS = """
 .emotion-maps .grid-wrap { min-height: 0 !important; height: auto !important; max-height: none !important; }
 .emotion-maps .grid-container { grid-template-columns: repeat(auto-fit, minmax(105px, 1fr)) !important; }
 .emotion-maps .caption-label { white-space: pre-line !important; max-width: 100% !important; }
+/* Below the map, not over its lower third: that is where the mouth, happy's evidence, is drawn. */
+.emotion-maps .thumbnail-item {
+  display: flex !important; flex-direction: column; height: auto !important; aspect-ratio: auto !important;
+}
+.emotion-maps .caption-label {
+  position: static !important; border: none !important; background: none !important;
+}
 .colour-scale { max-width: 520px; margin: 4px 0 8px; }
 .colour-scale-bar { height: 12px; border-radius: 3px; }
 .colour-scale-ends { display: flex; justify-content: space-between; font-size: 0.8rem; gap: 8px; }
