@@ -20,6 +20,8 @@ from emotion.pending import ModelNotReadyError, PendingModel
 from emotion.report import FaceResult, Report
 from emotion.runs import read_report
 from emotion.shortcut import no_report_text, pictures_html, report_folder_of, report_markdown
+from emotion.timeline import VideoLimits, analyze_video, timeline_csv, timeline_image
+from emotion.timing import Deadline
 
 EXAMPLES_DIR = Path(__file__).parent / "examples"
 TITLE = "Emotion Lens"
@@ -55,9 +57,19 @@ CSS = """
 # 20 sessions had 205 of 300 requests refused), the one at the back waits about half a minute,
 # and the 34th request is refused at once with "queue is full" rather than left hanging.
 QUEUE_MAX = 32
-# Photos are decoded up to 50 MP (emotion.faces.MAX_PIXELS); 25 MB holds any camera's JPEG or a
-# screenshot PNG of that size, and stops a 1 GB upload before it reaches the disk.
-MAX_UPLOAD = "25mb"
+# Photos are decoded up to 50 MP (emotion.faces.MAX_PIXELS), videos read for 30 s at up to
+# 1920×1080 (VIDEO_LIMITS): 50 MB holds any camera's JPEG and a 30-s phone clip at 1080p (about
+# 10 Mbit/s), and stops a 1 GB upload before it reaches the disk.
+MAX_UPLOAD = "50mb"
+# An explanation takes about 1 s on 2 cores, faithfulness and every method ticked about 20 s: a
+# request still running after a minute has met a crowd or a pathological input, and holds the
+# one photo lane. It stops at its next step with a message.
+PHOTO_TIME_LIMIT_S = 60.0
+# Videos have a lane of their own (VIDEO_LANE), one at a time, so a long video never holds up a
+# photo; each stops after 2 minutes of work with what it has read.
+VIDEO_LIMITS = VideoLimits()
+VIDEO_LANE = "video"
+VIDEO_TYPES = [".mp4", ".webm", ".mkv", ".avi", ".mov"]
 # Gradio keeps every upload and output in its cache: delete those older than an hour, hourly.
 DELETE_CACHE = (3600, 3600)
 FAITHFULNESS_LABEL = (
@@ -198,6 +210,12 @@ def make_explain_fn(
         unknown = sorted(set(chosen) - set(names))
         if unknown:
             raise gr.Error(f"Unknown method(s) {', '.join(unknown)}: pick from {', '.join(names)}.")
+        deadline = Deadline(PHOTO_TIME_LIMIT_S)
+
+        def step(frac: float, desc: str) -> None:
+            deadline.check(desc)
+            progress(frac, desc=desc)
+
         try:
             model = served.get()  # while the model is being prepared: how long is left
             report = explain(
@@ -206,7 +224,7 @@ def make_explain_fn(
                 chosen,
                 face=number - 1,
                 whole_image="if_no_face" if whole_image else "never",
-                progress=lambda frac, desc: progress(frac, desc=desc),
+                progress=step,
                 faithfulness=bool(faithfulness),
                 **configs,
             )
@@ -225,6 +243,58 @@ def make_explain_fn(
         return (boxed, result.probs, *galleries, summary_text(report, result))
 
     return explain_face
+
+
+def _video_path(upload: dict | str | None) -> str:
+    # gr.Video's payload is {"video": {"path": ...}, "subtitles": ...}; the API also takes a path.
+    if isinstance(upload, dict):
+        upload = upload.get("video", upload)
+        upload = upload.get("path") if isinstance(upload, dict) else upload
+    if not upload:
+        raise gr.Error("Upload a video first.")
+    return str(upload)
+
+
+def csv_download(text: str, name: str) -> Path:
+    """`text` in a file Gradio may serve (its temp folder), under a name a user can keep; files
+    left there by earlier requests are removed after DELETE_CACHE's age."""
+    import shutil
+    import tempfile
+    import time
+
+    folder = Path(tempfile.gettempdir()) / "emotion-lens-timelines"
+    folder.mkdir(exist_ok=True)
+    for old in folder.glob("*/*.csv"):
+        if time.time() - old.stat().st_mtime > DELETE_CACHE[1]:
+            shutil.rmtree(old.parent, ignore_errors=True)
+    path = Path(tempfile.mkdtemp(dir=folder)) / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def make_video_fn(served: PendingModel, limits: VideoLimits = VIDEO_LIMITS):
+    """The /explain_video event."""
+
+    def explain_video(upload: dict | str | None, progress=gr.Progress()):
+        """Every face of the video tracked: the timeline plot of its five probabilities, a
+        summary, the key frames with Grad-CAM (captioned), and the timeline as CSV."""
+        path = _video_path(upload)
+        try:
+            model = served.get()
+            timeline = analyze_video(
+                model, path, limits, progress=lambda frac, desc: progress(frac, desc=desc)
+            )
+        except ModelNotReadyError as err:
+            raise gr.Error(str(err), title="Still preparing", print_exception=False) from err
+        except EmotionLensError as err:
+            raise gr.Error(str(err)) from err
+        lines = [f"⚠️ {note}" for note in timeline.notes] + timeline.summary()
+        lines.append(timings_text(timeline.timings_ms, "video"))
+        keys = [(k.image, k.caption()) for k in timeline.key_frames]
+        csv = csv_download(timeline_csv(timeline), f"{Path(path).stem}-timeline.csv")
+        return timeline_image(timeline), "\n\n".join(lines), keys, str(csv)
+
+    return explain_video
 
 
 def model_report(served: PendingModel) -> tuple[str, str]:
@@ -310,6 +380,26 @@ def build_demo(
             if examples:
                 gr.Examples(examples=[[p] for p in examples], inputs=[photo], label="Examples")
 
+        with gr.Tab("Explain a video"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    video = gr.Video(label="Video", sources=["upload"], format=None)
+                    gr.Markdown(f"{VIDEO_LIMITS.describe()} Files up to {MAX_UPLOAD.upper()}.")
+                    run_video = gr.Button("Explain video", variant="primary")
+                with gr.Column(scale=2):
+                    timeline_plot = gr.Image(
+                        label="Emotions over time", interactive=False, elem_classes="timeline"
+                    )
+                    video_summary = gr.Markdown()
+            key_gallery = gr.Gallery(
+                label="Key frames: Grad-CAM of the dominant emotion where it starts, changes and peaks",
+                columns=5,
+                height="auto",
+                object_fit="contain",
+                elem_classes="emotion-maps",
+            )
+            timeline_file = gr.File(label="Timeline (CSV)", interactive=False)
+
         with gr.Tab("Model report"):
             report_text = gr.Markdown(elem_classes="model-report")
             report_pictures = gr.HTML()
@@ -354,5 +444,14 @@ def build_demo(
             api_name="explain",
             preprocess=False,  # the photo is decoded by emotion.faces.load_image (see _photo_or_error)
             concurrency_limit=1,  # two explanations at once would only halve each one's speed
+        )
+        run_video.click(
+            make_video_fn(served),
+            [video],
+            [timeline_plot, video_summary, key_gallery, timeline_file],
+            api_name="explain_video",
+            preprocess=False,  # decoded by emotion.timeline, which says what is wrong with a file
+            concurrency_limit=1,
+            concurrency_id=VIDEO_LANE,
         )
     return demo

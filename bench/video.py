@@ -32,6 +32,7 @@ from bench import describe_device, emit, load_bench_model, sync_device
 from bench.explain import Baseline
 from emotion.cli import command
 from emotion.faces import Box, DetectConfig, crop_face, detect_faces
+from emotion.tracks import greedy_pairs
 from emotion.video import VIDEO_DETECT, analyze_frame, read_frames
 
 FRAME_SIZE = (640, 480)
@@ -90,14 +91,6 @@ def _shifted(box: Box, dx: int, dy: int) -> Box:
     return Box(box.x + dx, box.y + dy, box.w, box.h)
 
 
-def iou(a: Box, b: Box) -> float:
-    """Intersection over union of two boxes."""
-    w = min(a.x + a.w, b.x + b.w) - max(a.x, b.x)
-    h = min(a.y + a.h, b.y + b.h) - max(a.y, b.y)
-    inter = max(w, 0) * max(h, 0)
-    return inter / (a.area + b.area - inter)
-
-
 def match_faces(boxes: list[Box], planted: list[Box], min_iou: float = MIN_IOU) -> dict[str, int]:
     """Hits, misses and false positives of one frame's `boxes` against its `planted` faces.
 
@@ -105,19 +98,7 @@ def match_faces(boxes: list[Box], planted: list[Box], min_iou: float = MIN_IOU) 
     at IoU ≥ `min_iou`; every box left over is a false positive, a second box on an already
     matched face included, so two boxes cannot make one face count twice.
     """
-    pairs = sorted(
-        ((iou(box, face), i, j) for i, box in enumerate(boxes) for j, face in enumerate(planted)),
-        reverse=True,
-    )
-    used_boxes: set[int] = set()
-    used_faces: set[int] = set()
-    for overlap, i, j in pairs:
-        if overlap < min_iou:
-            break
-        if i not in used_boxes and j not in used_faces:
-            used_boxes.add(i)
-            used_faces.add(j)
-    hits = len(used_faces)
+    hits = len(greedy_pairs(boxes, planted, min_iou))
     return {"hits": hits, "misses": len(planted) - hits, "false_positives": len(boxes) - hits}
 
 

@@ -40,3 +40,11 @@ class FaceIndexError(EmotionLensError, IndexError):
 class UnsupportedArchitectureError(EmotionLensError, ValueError):
     """`build_model` was asked for a network whose Grad-CAM layer, head or BatchNorm layout this
     code has not been checked against."""
+
+
+class VideoError(EmotionLensError, ValueError):
+    """The input is not a video we can read, or it is past the caps (length, resolution)."""
+
+
+class TimeLimitError(EmotionLensError):
+    """A request ran past its time limit (see emotion.timing.Deadline)."""

@@ -82,6 +82,12 @@ def _open_path(path: Path) -> Image.Image:
         img = Image.open(io.BytesIO(data))
         img.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        video = video_container(data)
+        if video:
+            raise ImageError(
+                f"{path.name} is a video ({video}), not a photo: analyse it in the 'Explain a video' tab "
+                "(or with `python -m emotion video`)."
+            ) from err
         raise ImageError(
             f"{path.name} is not a readable image ({err}). "
             "Use a JPEG, PNG, WebP, BMP or TIFF photo; if it is one, the file may be truncated."
@@ -89,6 +95,21 @@ def _open_path(path: Path) -> Image.Image:
     except Image.DecompressionBombError as err:
         raise ImageError(f"{path.name} is too large to decode safely: {err}") from err
     return img
+
+
+def video_container(head: bytes) -> str | None:
+    """The container a file's first bytes announce (MP4/MOV, WebM/MKV, AVI, Ogg, FLV), else None."""
+    if head[4:8] == b"ftyp":
+        return "MP4/MOV"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "WebM/MKV"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "AVI"
+    if head[:4] == b"OggS":
+        return "Ogg"
+    if head[:3] == b"FLV":
+        return "FLV"
+    return None
 
 
 def _pil_to_rgb(img: Image.Image) -> np.ndarray:

@@ -28,3 +28,28 @@ def sync_device(device: torch.device) -> None:
         import torch  # lazy: the timer above needs no torch
 
         torch.cuda.synchronize(device)
+
+
+class Deadline:
+    """A time limit for one request, checked between steps: work on 2 shared cores cannot be
+    interrupted mid-forward, so each step asks `check` before it starts."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def passed(self) -> bool:
+        return self.seconds is not None and self.elapsed() > self.seconds
+
+    def check(self, doing: str) -> None:
+        """Raise TimeLimitError, naming the step, once the limit has passed."""
+        if self.passed():
+            from emotion.errors import TimeLimitError
+
+            raise TimeLimitError(
+                f"The request ran past its limit of {self.seconds:.0f} s (while {doing}): the server "
+                "is busy or the request is too large. Try again with fewer methods, or later."
+            )

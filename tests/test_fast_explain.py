@@ -266,8 +266,9 @@ def test_bench_video_runs(demo_folder, tmp_path):
 
 
 def test_bench_video_counts_only_boxes_on_planted_faces_as_found():
-    from bench.video import iou, match_faces
+    from bench.video import match_faces
     from emotion.faces import Box
+    from emotion.tracks import iou
 
     face, other = Box(100, 100, 80, 100), Box(400, 50, 90, 90)
     near = Box(100, 110, 80, 80)  # inside `face`: IoU 0.8
