@@ -43,8 +43,8 @@ class VideoLimits:
     max_seconds: float = 30.0
     # Each decoded frame is copied and scanned: a 4K frame costs 4× a 1080p one for no better
     # faces (detection runs on a ≤288-px copy). Larger videos are refused with how to downscale.
-    max_width: int = 1920
-    max_height: int = 1920
+    # Portrait or landscape alike: the longer side is capped.
+    max_side: int = 1920
     # Faces change expression over a few tenths of a second: 5 frames a second follows them.
     sample_fps: float = 5.0
     # The moving average over about one second: a single blink or a missed detection does not
@@ -56,8 +56,8 @@ class VideoLimits:
 
     def describe(self) -> str:
         return (
-            f"Videos up to {self.max_width}×{self.max_height} pixels; the first {self.max_seconds:.0f} s "
-            f"are read, {self.sample_fps:g} frames a second analysed"
+            f"Videos up to {self.max_side} pixels on the longer side (1080p); the first "
+            f"{self.max_seconds:.0f} s are read, {self.sample_fps:g} frames a second analysed"
             + (f", within {self.time_limit_s:.0f} s of work." if self.time_limit_s else ".")
         )
 
@@ -163,10 +163,10 @@ def probe_video(path: str | Path, limits: VideoLimits = VideoLimits()) -> VideoI
         count = int(max(capture.get(cv2.CAP_PROP_FRAME_COUNT), 0))
         if width <= 0 or height <= 0:
             raise VideoError(f"{path.name} has no picture (an audio file?): upload a video with faces in it.")
-        if width > limits.max_width or height > limits.max_height:
+        if max(width, height) > limits.max_side:
             raise VideoError(
                 f"{path.name} is {width}×{height} pixels; the page reads videos up to "
-                f"{limits.max_width}×{limits.max_height}. Downscale it first, e.g. "
+                f"{limits.max_side} pixels on the longer side. Downscale it first, e.g. "
                 "`ffmpeg -i in.mp4 -vf scale=1280:-2 out.mp4`."
             )
         if not capture.grab():
