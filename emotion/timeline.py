@@ -231,7 +231,7 @@ def analyze_video(
                     if not capture.grab():
                         break
                     continue
-                if deadline.passed():
+                if analysed and deadline.passed():  # the first frame always: something to show
                     notes.append(
                         f"Stopped at {format_time(number / info.fps)}: the request reached its limit of "
                         f"{limits.time_limit_s:.0f} s of work. Upload a shorter clip for the rest."

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from PIL import Image
 from emotion import EMOTIONS
 from emotion.explainers.registry import default_methods, method_names, title_of
 
-from .conftest import ROOT, running, served_untrained_app
+from .conftest import ROOT, running, served_untrained_app, write_clip
 
 pytestmark = pytest.mark.slow
 
@@ -203,4 +204,21 @@ def test_an_upload_over_the_size_limit_is_refused_and_the_server_keeps_serving(c
     big.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(int(MAX_UPLOAD.removesuffix("mb")) * 1024 * 1024))
     with pytest.raises(Exception, match="(?i)file size|too large|exceeds"):
         client.predict(handle_file(str(big)), api_name="/explain")
+    _check_outputs(client.predict(handle_file(str(ROOT / "app/examples/astronaut.jpg")), api_name="/explain"))
+
+
+def test_explain_video_endpoint_tracks_the_faces_and_offers_the_timeline_as_csv(client, tmp_path):
+    from bench.video import synthetic_stream
+
+    clip = write_clip(tmp_path / "clip.avi", synthetic_stream(20).frames, fps=10)
+    plot, summary, keys, csv_file = client.predict(handle_file(str(clip)), api_name="/explain_video")
+    assert np.asarray(Image.open(plot)).shape[1] >= 600  # the timeline plot, wide enough to read
+    assert "Face 1: seen 0:00.0" in summary and "ms** in all" in summary
+    assert keys and all(re.match(r"\d:\d\d\.\d · face \d+\n\w+ \d+% · ", k["caption"]) for k in keys)
+    header = Path(csv_file).read_text(encoding="utf-8").splitlines()[0].split(",")
+    assert header[:3] == ["time_s", "frame", "face"] and header[-1] == "dominant"
+    assert csv_file.endswith("clip-timeline.csv")
+    # A photo sent to the video tab is told where to go, and photos are still served.
+    with pytest.raises(Exception, match="is an image \\(JPEG\\), not a video"):
+        client.predict(handle_file(str(ROOT / "app/examples/astronaut.jpg")), api_name="/explain_video")
     _check_outputs(client.predict(handle_file(str(ROOT / "app/examples/astronaut.jpg")), api_name="/explain"))
