@@ -50,6 +50,19 @@ CSS = """
 .model-report th, .model-report td { padding: 4px 6px !important; }
 .model-report th { word-break: keep-all !important; overflow-wrap: normal !important; }
 .model-report td { white-space: nowrap; }
+/* The video tab. Its key frames' label (two lines on a phone) sits above them, not over them,
+   and the gallery's "Download all" button over its own strip, not over the last map's corner. */
+.key-frames label[data-testid="block-label"] { position: static !important; }
+.key-frames .grid-container { padding-top: 20px !important; }
+@media (max-width: 480px) {
+  /* The three tab names fit a phone's width: Gradio would put the video tab behind "...". */
+  .tab-container button { padding: 0 var(--size-2) !important; }
+  /* The timeline plot (900 px) scrolls sideways at 600 px, where its labels can be read,
+     instead of shrinking to a third; its label and buttons sit above it, off the legend. */
+  .timeline .image-container { overflow-x: auto; padding-top: 34px; }
+  .timeline .image-container button { width: auto !important; justify-content: flex-start !important; }
+  .timeline .image-frame img { min-width: 600px; max-width: none !important; }
+}
 """
 # Bounds for a public page on 2 CPU cores, each with its reason.
 # Explanations run one at a time (two would only share the cores), about 1 s each there. The
@@ -396,7 +409,7 @@ def build_demo(
                 columns=5,
                 height="auto",
                 object_fit="contain",
-                elem_classes="emotion-maps",
+                elem_classes=["emotion-maps", "key-frames"],
             )
             timeline_file = gr.File(label="Timeline (CSV)", interactive=False)
 

@@ -1,7 +1,8 @@
 """The page in a real browser: Playwright (the pip package) driving Debian's Chromium, installed
 by `.ci/run` with apt (`apt-get install -y chromium`; Playwright's own browser download does not
 work here). Screenshots at 1280×800 and at a phone's 390 px are saved in `test-artifacts/` for
-people to look at: a layout can be broken while every assertion holds."""
+people to look at: a layout can be broken while every assertion holds. The video tab runs on a
+short clip made here (bench.video's two drifting faces)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import re
 import shutil
 from pathlib import Path
 
+import cv2
 import pytest
 
+from bench.video import FRAME_SIZE, synthetic_stream
 from emotion import EMOTIONS
 from emotion.explainers.registry import default_methods
 
@@ -92,6 +95,76 @@ def test_the_page_explains_a_photo_then_an_example_in_a_real_browser(page_url, b
         _check_answer(page)
         page.screenshot(path=str(ARTEFACTS / f"{viewport}-example.png"), full_page=True)
         # Nothing runs off the side of a phone.
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= VIEWPORTS[viewport]["width"], width
+    finally:
+        page.close()
+
+
+CLIP_FPS, CLIP_FRAMES = 12, 30  # 2.5 s: about 13 analysed frames (5 a second), two faces each
+
+
+def _write_clip(folder: Path) -> tuple[Path, bool]:
+    """bench.video's two drifting faces as a clip in `folder`: VP8 WebM, which Chromium plays,
+    where this OpenCV can write it, else MPEG-4 Part 2 in .mp4 (uploads and is read, but the
+    browser cannot play it). Returns its path and whether it is the WebM."""
+    frames = synthetic_stream(CLIP_FRAMES).frames
+    for fourcc, suffix in (("VP80", ".webm"), ("mp4v", ".mp4")):
+        path = folder / f"drifting-faces{suffix}"
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), CLIP_FPS, FRAME_SIZE)
+        if not writer.isOpened():
+            continue
+        for frame in frames:
+            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        writer.release()
+        if path.stat().st_size > 0:
+            return path, suffix == ".webm"
+    pytest.fail("This OpenCV build writes neither VP8 (.webm) nor mp4v (.mp4).")
+
+
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+def test_the_page_explains_a_video_in_a_real_browser(page_url, browser, viewport, tmp_path):
+    from playwright.sync_api import expect
+
+    clip, playable = _write_clip(tmp_path)
+    page = browser.new_page(viewport=VIEWPORTS[viewport])
+    try:
+        page.goto(page_url)
+        page.wait_for_load_state("networkidle")
+        video_tab = page.get_by_role("tab", name="Explain a video")
+        expect(video_tab, "the video tab is hidden (behind Gradio's '...' menu?)").to_be_visible()
+        video_tab.click()
+        tab = page.locator("[role=tabpanel]:visible")  # the photo tab has a file input of its own
+        run = tab.get_by_role("button", name="Explain video")
+        run.wait_for()
+        tab.locator("input[type=file]").set_input_files(str(clip))
+        player = tab.locator("video")
+        player.wait_for(timeout=30_000)
+        if playable:  # Chromium reads the WebM: its metadata loads, without a media error
+            page.wait_for_function(
+                "v => v.readyState >= 1 || v.error !== null", arg=player.element_handle(), timeout=30_000
+            )
+            assert player.evaluate("v => v.error === null && v.duration > 2"), "the clip does not play"
+        run.click()
+        errors = page.locator(".toast-body.error")
+        answer = tab.get_by_text(re.compile(r"ms\s+in all")).first
+        answer.or_(errors.first).wait_for(timeout=ANSWER_S * 1000)
+        assert errors.count() == 0, errors.all_inner_texts()
+        assert tab.locator(".timeline img").is_visible()
+        summary = tab.get_by_text(re.compile(r"^Face 1: seen")).first.inner_text()
+        assert re.search(r"dominant emotion \w+ \d+%", summary), summary
+        keys = tab.locator(".emotion-maps img")
+        assert keys.count() >= 1
+        captions = tab.locator(".emotion-maps .caption-label").all_inner_texts()
+        assert len(captions) == keys.count()
+        for caption in captions:  # "0:00.0 · face 1\nhappy 76% · start: happy"
+            assert re.fullmatch(r"\d+:\d\d\.\d · face \d+\n\w+ \d+% · .+", caption.strip()), caption
+        download = tab.locator("a[download$='-timeline.csv']")
+        assert download.get_attribute("download") == f"{clip.stem}-timeline.csv"
+        assert download.get_attribute("href")
+        ARTEFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTEFACTS / f"{viewport}-video.png"), full_page=True)
+        # Nothing runs off the side of a phone (the timeline plot scrolls inside its own box).
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= VIEWPORTS[viewport]["width"], width
     finally:
