@@ -14,7 +14,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from emotion.errors import ImageError
 
@@ -79,9 +79,21 @@ def _open_path(path: Path) -> Image.Image:
         raise ImageError(f"No image file at {path}: check the path.")
     try:
         data = path.read_bytes()
+    except OSError as err:
+        raise ImageError(
+            f"{path.name} could not be read ({err.strerror or err}): check its permissions."
+        ) from err
+    try:
         img = Image.open(io.BytesIO(data))
+        _check_size(img.width, img.height)  # from the header: a bomb is refused before it is decoded
         img.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as err:
+        raise ImageError(f"{path.name} is too large to decode safely: {err}") from err
+    # Pillow's decoders raise more than their documented errors on hostile bytes (IndexError from
+    # QOI, NotImplementedError from DDS: tests/test_hostile.py's fuzz): all mean "not readable".
+    except Exception as err:
         video = video_container(data)
         if video:
             raise ImageError(
@@ -92,8 +104,6 @@ def _open_path(path: Path) -> Image.Image:
             f"{path.name} is not a readable image ({err}). "
             "Use a JPEG, PNG, WebP, BMP or TIFF photo; if it is one, the file may be truncated."
         ) from err
-    except Image.DecompressionBombError as err:
-        raise ImageError(f"{path.name} is too large to decode safely: {err}") from err
     return img
 
 
@@ -124,12 +134,18 @@ def _pil_to_rgb(img: Image.Image) -> np.ndarray:
         arr = np.asarray(img, dtype=np.float64)
         peak = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
         return _array_to_rgb((arr / peak).astype(np.float32))
+    if img.mode == "F":  # float grey (a float TIFF): scaled as a float array, not clipped to black
+        return _array_to_rgb(np.asarray(img, dtype=np.float32))
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         # Transparent pixels become white, as in a browser, rather than black blotches.
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(background, rgba)
-    return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+    try:
+        img = img.convert("RGB")
+    except ValueError as err:  # modes Pillow cannot convert, e.g. "La"
+        raise ImageError(f"Cannot convert a PIL image of mode {img.mode} to RGB ({err}).") from err
+    return np.asarray(img, dtype=np.uint8).copy()
 
 
 def _array_to_rgb(arr: np.ndarray) -> np.ndarray:
@@ -151,14 +167,16 @@ def _array_to_rgb(arr: np.ndarray) -> np.ndarray:
 def _to_uint8(arr: np.ndarray) -> np.ndarray:
     if arr.dtype == np.uint8:
         return arr
-    if arr.dtype == np.uint16:
+    if arr.dtype.kind == "u" and arr.dtype.itemsize == 2:  # either byte order
         return (arr.astype(np.float32) / 257.0).round().astype(np.uint8)
+    if arr.dtype == np.bool_:  # a mask: True is white, as in Pillow's mode "1"
+        return arr.astype(np.uint8) * 255
     if np.issubdtype(arr.dtype, np.floating):
         if not np.isfinite(arr).all():
             raise ImageError("The image array holds NaN or infinite values.")
         scale = 255.0 if arr.max() <= 1.0 else 1.0
         return np.clip(arr * scale, 0, 255).round().astype(np.uint8)
-    if np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_:
+    if np.issubdtype(arr.dtype, np.integer):
         return np.clip(arr, 0, 255).astype(np.uint8)
     raise ImageError(f"Unsupported image array dtype {arr.dtype}: use uint8.")
 

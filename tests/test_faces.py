@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
 from PIL import Image
 from skimage import data
 
-from emotion.errors import ImageError
 from emotion.faces import Box, center_box, crop_face, detect_faces, draw_boxes, load_image, square_around
 
 
@@ -91,42 +88,7 @@ def test_arrays_of_many_kinds_are_accepted_and_never_modified(astronaut):
     assert np.array_equal(load_image(rgba), astronaut)
 
 
-@pytest.mark.parametrize(
-    "content, message",
-    [
-        (b"this is not an image", "not a readable image"),
-        (b"", "not a readable image"),
-    ],
-)
-def test_unreadable_files_say_what_is_wrong(tmp_path, content, message):
-    path = tmp_path / "bad.jpg"
-    path.write_bytes(content)
-    with pytest.raises(ImageError, match=message):
-        load_image(path)
-
-
-def test_truncated_jpeg_is_a_clear_error(tmp_path, astronaut):
-    buf = io.BytesIO()
-    Image.fromarray(astronaut).save(buf, format="JPEG")
-    path = tmp_path / "cut.jpg"
-    path.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 3])
-    with pytest.raises(ImageError, match="truncated"):
-        load_image(path)
-
-
-def test_missing_file_and_wrong_types_are_clear_errors(tmp_path):
-    with pytest.raises(ImageError, match="No image file"):
-        load_image(tmp_path / "nope.png")
-    with pytest.raises(ImageError, match="file path, a PIL image"):
-        load_image(42)
-    with pytest.raises(ImageError, match="H×W"):
-        load_image(np.zeros((10, 10, 5), np.uint8))
-
-
-def test_huge_image_is_refused_before_decoding():
-    big = Image.new("RGB", (9000, 6000))
-    with pytest.raises(ImageError, match="downscale"):
-        load_image(big)
+# Unreadable, truncated, missing, too large and wrongly typed inputs: tests/test_hostile.py.
 
 
 def test_draw_boxes_returns_a_copy(astronaut):
