@@ -100,6 +100,16 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
         return False
 
 
+def upload_guard(max_upload: str):
+    """The middleware that accepts only image and video uploads (app/upload_guard.py)."""
+    from gradio.utils import _parse_file_size
+    from starlette.middleware import Middleware
+
+    from app.upload_guard import UploadTypeGuard
+
+    return Middleware(UploadTypeGuard, limit_bytes=_parse_file_size(max_upload))
+
+
 @command
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -126,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         css=CSS,
         max_file_size=MAX_UPLOAD,
         prevent_thread_lock=True,
+        app_kwargs={"middleware": [upload_guard(MAX_UPLOAD)]},
     )
     # The build starts once the page listens: started earlier, it competes with the server's own
     # start-up for the 2 cores and the page answers later.
