@@ -217,18 +217,13 @@ def make_explain_fn(
         """Classify one face of the photo and explain every emotion with each picked method:
         the photo with its boxes, the probabilities, one gallery per method (in the registry's
         order; empty for a method not picked), the figures' sentences and the timings."""
+        deadline = Deadline(PHOTO_TIME_LIMIT_S)
         photo = _photo_or_error(path)
         number = 1 if face_number is None else int(face_number)  # the page numbers faces from 1
         chosen = default_picked if picked_methods is None else tuple(picked_methods)
         unknown = sorted(set(chosen) - set(names))
         if unknown:
             raise gr.Error(f"Unknown method(s) {', '.join(unknown)}: pick from {', '.join(names)}.")
-        deadline = Deadline(PHOTO_TIME_LIMIT_S)
-
-        def step(frac: float, desc: str) -> None:
-            deadline.check(desc)
-            progress(frac, desc=desc)
-
         try:
             model = served.get()  # while the model is being prepared: how long is left
             report = explain(
@@ -237,7 +232,8 @@ def make_explain_fn(
                 chosen,
                 face=number - 1,
                 whole_image="if_no_face" if whole_image else "never",
-                progress=step,
+                progress=lambda frac, desc: progress(frac, desc=desc),
+                deadline=deadline,
                 faithfulness=bool(faithfulness),
                 **configs,
             )

@@ -20,11 +20,11 @@ from emotion.explainers.figures import (
     face_mask_in_crop,
     map_figures,
 )
-from emotion.explainers.registry import Explainer, ProgressFn, check_configs, resolve_methods
+from emotion.explainers.registry import Explainer, ProgressFn, check_configs, resolve_methods, title_of
 from emotion.faces import Box, DetectConfig, ImageInput, center_box, crop_face, detect_faces, load_image
 from emotion.model import EmotionModel
 from emotion.report import FaceResult, Report
-from emotion.timing import timed
+from emotion.timing import Deadline, timed
 
 WholeImage = Literal["never", "if_no_face", "always"]
 
@@ -39,6 +39,7 @@ def explain(
     detect: DetectConfig | None = None,
     progress: ProgressFn | None = None,
     faithfulness: bool | FaithfulnessConfig = False,
+    deadline: Deadline | None = None,
     **configs: Any,
 ) -> Report:
     """Classify the face(s) in `image` and explain every emotion with each of `methods`.
@@ -55,7 +56,11 @@ def explain(
     `faithfulness` (True or a FaithfulnessConfig) adds the deletion and insertion AUC of the
     top emotion's map of each method: one batch of 42 faces through the model per method and
     face, 1-2 s each on 2 CPU cores, 40-45 % of LIME's (README, "Figures beside every map").
+
+    `deadline` (a server's time limit per request) is checked before each method and each
+    faithfulness figure: past it, TimeLimitError names the step that would have started.
     """
+    deadline = deadline or Deadline(None)
     chosen_methods = resolve_methods(methods)
     check_configs(configs)
     timings: dict[str, float] = {}
@@ -66,13 +71,14 @@ def explain(
             boxes = [] if whole_image == "always" else detect_faces(photo, detect)
         results, features = _classify(model, photo, boxes, face, whole_image, detect, timings)
         for explainer in chosen_methods:
+            deadline.check(f"starting {explainer.title}")
             _add_maps(model, explainer, results, features, timings, progress, configs.get(explainer.name))
         with timed(timings, "figures"):
             _add_figures(results, chosen_methods, (detect or DetectConfig()).margin)
         if faithfulness:
             config = faithfulness if isinstance(faithfulness, FaithfulnessConfig) else FaithfulnessConfig()
             with timed(timings, "faithfulness"):
-                _add_faithfulness(model, results, config)
+                _add_faithfulness(model, results, config, deadline)
     return Report(
         image_size=(photo.shape[1], photo.shape[0]),
         boxes=boxes,
@@ -157,10 +163,13 @@ def _add_figures(results: list[FaceResult], methods: Sequence[Explainer], margin
                 result.sentences.append(sentence)
 
 
-def _add_faithfulness(model: EmotionModel, results: list[FaceResult], config: FaithfulnessConfig) -> None:
+def _add_faithfulness(
+    model: EmotionModel, results: list[FaceResult], config: FaithfulnessConfig, deadline: Deadline
+) -> None:
     """Deletion and insertion AUC of the top emotion's map of every method, for every face."""
     for result in results:
         for method, maps in result.maps.items():
+            deadline.check(f"measuring the faithfulness of {title_of(method)}")
             deletion, insertion = deletion_insertion(
                 model, result.face, maps[result.top], result.top, config=config
             )

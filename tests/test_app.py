@@ -244,3 +244,21 @@ def test_an_upload_that_is_neither_image_nor_video_is_refused_at_the_door(
     assert response.status_code == 415
     assert response.text.startswith(f"{name}: not an image or a video. The page accepts images (JPEG")
     _check_outputs(client.predict(handle_file(str(ROOT / "app/examples/astronaut.jpg")), api_name="/explain"))
+
+
+def test_a_photo_request_past_its_time_limit_stops_with_a_message(untrained_model, astronaut, monkeypatch):
+    import gradio as gr
+
+    from app import ui
+    from emotion import explain
+    from emotion.errors import TimeLimitError
+    from emotion.pending import PendingModel
+    from emotion.timing import Deadline
+
+    with pytest.raises(TimeLimitError, match=r"limit of 0 s \(while starting Grad-CAM\)"):
+        explain(untrained_model, astronaut, ["gradcam", "lime"], deadline=Deadline(0.0))
+    assert explain(untrained_model, astronaut, ["gradcam"], deadline=Deadline(None)).faces  # no limit
+    monkeypatch.setattr(ui, "PHOTO_TIME_LIMIT_S", 0.0)
+    fn = ui.make_explain_fn(PendingModel.ready_now(untrained_model), ui.resolve_methods(None), {})
+    with pytest.raises(gr.Error, match="ran past its limit of 0 s"):
+        fn(str(ROOT / "app/examples/astronaut.jpg"))
