@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 
+from app.memory import limit_malloc_arenas
 from emotion.cli import command
 
 log = logging.getLogger("app")
@@ -81,25 +82,6 @@ def _demo_model(lime):
     )
 
 
-def limit_malloc_arenas(arenas: int = 2) -> bool:
-    """Cap glibc's malloc arenas before the server starts its worker threads.
-
-    glibc gives each thread that allocates its own arena, and Gradio runs events on a pool of
-    up to 40 threads: the arenas' freed memory stays mapped, so the server's resident memory
-    only grows. Measured with `python -m bench.load --sessions 20 --requests 15`: +41 % over
-    317 requests without the cap, +9.3 % over 333 with MALLOC_ARENA_MAX=2. False where there is
-    no glibc (the cap is then the platform's business)."""
-    import ctypes
-    import ctypes.util
-
-    m_arena_max = -8  # glibc's malloc.h
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(m_arena_max, arenas))
-    except (OSError, AttributeError):
-        return False
-
-
 def upload_guard(max_upload: str):
     """The middleware that accepts only image and video uploads (app/upload_guard.py)."""
     from gradio.utils import _parse_file_size
@@ -114,7 +96,7 @@ def upload_guard(max_upload: str):
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
-    limit_malloc_arenas()
+    limit_malloc_arenas()  # before Gradio starts its worker threads
     from app.ui import CSS, MAX_UPLOAD, QUEUE_MAX, build_demo
     from emotion import load_model
     from emotion.explainers.lime import LimeConfig

@@ -10,6 +10,7 @@ import gradio as gr
 import numpy as np
 
 import app.gradio_cache  # noqa: F401  (atomic output images: see its docstring)
+from app.memory import trimmed
 from emotion import EmotionLensError, EmotionModel, explain
 from emotion.errors import FaceIndexError
 from emotion.explainers.figures import DELETION_AUC, INSERTION_AUC, faithfulness_caption, figure_caption
@@ -447,7 +448,7 @@ def build_demo(
                 queue=False,
             )
         run.click(
-            make_explain_fn(served, offered, configs, picked=chosen),
+            trimmed(make_explain_fn(served, offered, configs, picked=chosen)),
             [photo, face_number, whole, picker, faithful],
             [boxed, probs, *galleries, summary],
             api_name="explain",
@@ -455,7 +456,7 @@ def build_demo(
             concurrency_limit=1,  # two explanations at once would only halve each one's speed
         )
         run_video.click(
-            make_video_fn(served),
+            trimmed(make_video_fn(served)),
             [video],
             [timeline_plot, video_summary, key_gallery, timeline_file],
             api_name="explain_video",
