@@ -109,6 +109,16 @@ def test_key_frames_are_the_start_each_change_and_each_shown_emotions_peak():
     assert not any("→" in k.why for k in steady)
 
 
+def test_a_lead_of_a_few_points_is_not_a_change_of_emotion():
+    # An untrained model's near-uniform answers: the top emotion flips between sad and angry.
+    noise = [[0.2, 0.21, 0.19, 0.2, 0.2], [0.2, 0.2, 0.19, 0.22, 0.19], [0.2, 0.22, 0.19, 0.2, 0.19]]
+    face = face_timeline(1, noise * 3)
+    assert set(face.dominant()) == {1}  # sad, the first top, kept
+    assert not any("→" in k.why for k in key_frames([face], LABELS, limit=10))
+    # A lead of 10 points or more is one.
+    assert face_timeline(1, [HAPPY, [0.3, 0.05, 0.05, 0.55, 0.05]]).dominant().tolist() == [0, 3]
+
+
 def test_key_frames_are_capped_with_the_longest_seen_face_first():
     short = face_timeline(1, [ANGRY, ANGRIER])
     long = face_timeline(2, [HAPPY, ANGRY, HAPPY, ANGRY, HAPPY])
