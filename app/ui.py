@@ -51,10 +51,10 @@ CSS = """
 .model-report th, .model-report td { padding: 4px 6px !important; }
 .model-report th { word-break: keep-all !important; overflow-wrap: normal !important; }
 .model-report td { white-space: nowrap; }
-/* The video tab. Its key frames' label (two lines on a phone) sits above them, not over them,
-   and the gallery's "Download all" button over its own strip, not over the last map's corner. */
-.key-frames label[data-testid="block-label"] { position: static !important; }
-.key-frames .grid-container { padding-top: 20px !important; }
+/* Each gallery's label (two lines on a phone) sits above its maps, not over the first one's
+   corner, and its "Download all" button over its own strip, not over the last map's corner. */
+.emotion-maps label[data-testid="block-label"] { position: static !important; }
+.emotion-maps .grid-container { padding-top: 20px !important; }
 @media (max-width: 480px) {
   /* The three tab names fit a phone's width: Gradio would put the video tab behind "...". */
   .tab-container button { padding: 0 var(--size-2) !important; }
