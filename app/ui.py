@@ -71,8 +71,8 @@ CSS = """
 # 20 sessions had 205 of 300 requests refused), the one at the back waits about half a minute,
 # and the 34th request is refused at once with "queue is full" rather than left hanging.
 QUEUE_MAX = 32
-# Photos are decoded up to 50 MP (emotion.faces.MAX_PIXELS), videos read for 30 s at up to
-# 1920×1080 (VIDEO_LIMITS): 50 MB holds any camera's JPEG and a 30-s phone clip at 1080p (about
+# Photos are decoded up to 50 MP (emotion.faces.MAX_PIXELS), videos read for 30 s at up to 1920
+# px on the longer side (VIDEO_LIMITS): 50 MB holds any camera's JPEG and a 30-s phone clip at 1080p (about
 # 10 Mbit/s), and stops a 1 GB upload before it reaches the disk.
 MAX_UPLOAD = "50mb"
 # An explanation takes about 1 s on 2 cores, faithfulness and every method ticked about 20 s: a
@@ -83,7 +83,6 @@ PHOTO_TIME_LIMIT_S = 60.0
 # photo; each stops after 2 minutes of work with what it has read.
 VIDEO_LIMITS = VideoLimits()
 VIDEO_LANE = "video"
-VIDEO_TYPES = [".mp4", ".webm", ".mkv", ".avi", ".mov"]
 # Gradio keeps every upload and output in its cache: delete those older than an hour, hourly.
 DELETE_CACHE = (3600, 3600)
 FAITHFULNESS_LABEL = (

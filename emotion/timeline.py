@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -190,10 +191,7 @@ def probe_video(path: str | Path, limits: VideoLimits = VideoLimits()) -> VideoI
                 "`ffmpeg -i in.mp4 -vf scale=1280:-2 out.mp4`."
             )
         if not capture.grab():
-            raise VideoError(
-                f"No frame of {path.name} could be decoded: the file may be cut short, or use a codec "
-                "this server's FFmpeg lacks. Re-encode it as H.264 MP4 or VP8/VP9 WebM."
-            )
+            raise _undecodable(path)
     finally:
         capture.release()
     if not (math.isfinite(fps) and 0 < fps <= 240):
@@ -237,68 +235,30 @@ def analyze_video(
 ) -> Timeline:
     """The timeline of every face in the video at `path`: see the module's docstring."""
     info = probe_video(path, limits)
-    deadline = Deadline(limits.time_limit_s)
-    step = max(1, round(info.fps / limits.sample_fps))
-    last_frame = math.ceil(limits.max_seconds * info.fps)
-    expected = min(info.frame_count or last_frame, last_frame)
     tracker = FaceTracker()
     seen: dict[int, list[tuple]] = {}
     analysed: list[float] = []
     notes: list[str] = []
     timings: dict[str, float] = {}
     size = model.preprocessing.input_size
-    capture = cv2.VideoCapture(str(info.path))
-    number = -1
-    try:
-        with timed(timings, "total"):
-            while True:
-                number += 1
-                if number >= last_frame:
-                    if capture.grab():
-                        notes.append(
-                            f"Only the first {limits.max_seconds:.0f} s were read: "
-                            "the page's cap on video length."
-                        )
-                    break
-                if number % step:
-                    if not capture.grab():
-                        break
-                    continue
-                if analysed and deadline.passed():  # the first frame always: something to show
-                    notes.append(
-                        f"Stopped at {format_time(number / info.fps)}: the request reached its limit of "
-                        f"{limits.time_limit_s:.0f} s of work. Upload a shorter clip for the rest."
-                    )
-                    break
-                with timed(timings, "decode"):
-                    ok, bgr = capture.read()
-                if not ok:
-                    break
-                frame = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-                faces = analyze_frame(model, frame, detect)
-                for key, value in faces.timings_ms.items():
-                    if key != "total":
-                        timings[key] = timings.get(key, 0.0) + value
-                k = len(analysed)
-                analysed.append(number / info.fps)
-                for track, box, probs, cams in zip(
-                    tracker.update(k, faces.boxes),
-                    faces.boxes,
-                    faces.probabilities,
-                    faces.gradcams,
-                    strict=True,
-                ):
-                    crop = crop_face(frame, box, margin=detect.margin, size=size)
-                    seen.setdefault(track, []).append((number, number / info.fps, box, probs, crop, cams))
-                if progress is not None and expected:
-                    progress(min(number / expected, 1.0), f"frame {number + 1} of about {expected}")
-    finally:
-        capture.release()
+    expected = min(info.frame_count or math.inf, math.ceil(limits.max_seconds * info.fps))
+    with timed(timings, "total"):
+        for number, frame in sampled_frames(info, limits, notes, timings):
+            faces = analyze_frame(model, frame, detect)
+            for key, value in faces.timings_ms.items():
+                if key != "total":
+                    timings[key] = timings.get(key, 0.0) + value
+            numbers = tracker.update(len(analysed), faces.boxes)
+            analysed.append(number / info.fps)
+            for track, box, probs, cams in zip(
+                numbers, faces.boxes, faces.probabilities, faces.gradcams, strict=True
+            ):
+                crop = crop_face(frame, box, margin=detect.margin, size=size)
+                seen.setdefault(track, []).append((number, number / info.fps, box, probs, crop, cams))
+            if progress is not None:
+                progress(min(number / expected, 1.0), f"frame {number + 1} of about {expected}")
     if not analysed:
-        raise VideoError(
-            f"No frame of {info.path.name} could be decoded: the file may be cut short, or use a codec "
-            "this server's FFmpeg lacks. Re-encode it as H.264 MP4 or VP8/VP9 WebM."
-        )
+        raise _undecodable(info.path)
     window = max(1, round(limits.smooth_s * limits.sample_fps))
     faces = [_face_timeline(n, rows, window) for n, rows in sorted(seen.items())]
     if not faces:
@@ -309,6 +269,51 @@ def analyze_video(
     with timed(timings, "key frames"):
         keys = key_frames(faces, model.labels, limits.max_key_frames)
     return Timeline(model.labels, info, np.asarray(analysed), faces, keys, notes, timings)
+
+
+def sampled_frames(
+    info: VideoInfo, limits: VideoLimits, notes: list[str], timings: dict[str, float]
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(frame number, RGB frame) of every k-th frame (`limits.sample_fps` a second) within the
+    length cap and the time limit; the others are only grabbed, not decoded. Where it stops
+    early, a sentence saying why is added to `notes`."""
+    deadline = Deadline(limits.time_limit_s)
+    step = max(1, round(info.fps / limits.sample_fps))
+    last_frame = math.ceil(limits.max_seconds * info.fps)
+    capture = cv2.VideoCapture(str(info.path))
+    try:
+        for number in itertools.count():
+            if number >= last_frame:
+                if capture.grab():
+                    notes.append(
+                        f"Only the first {limits.max_seconds:.0f} s were read: "
+                        "the page's cap on video length."
+                    )
+                return
+            if number % step:
+                if not capture.grab():
+                    return
+                continue
+            if number and deadline.passed():  # the first frame always: something to show
+                notes.append(
+                    f"Stopped at {format_time(number / info.fps)}: the request reached its limit of "
+                    f"{limits.time_limit_s:.0f} s of work. Upload a shorter clip for the rest."
+                )
+                return
+            with timed(timings, "decode"):
+                ok, bgr = capture.read()
+            if not ok:
+                return
+            yield number, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    finally:
+        capture.release()
+
+
+def _undecodable(path: Path) -> VideoError:
+    return VideoError(
+        f"No frame of {path.name} could be decoded: the file may be cut short, or use a codec "
+        "this server's FFmpeg lacks. Re-encode it as H.264 MP4 or VP8/VP9 WebM."
+    )
 
 
 def _face_timeline(number: int, rows: list[tuple], window: int) -> FaceTimeline:
