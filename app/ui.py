@@ -377,7 +377,7 @@ def build_demo(
                     columns=5,
                     height="auto",
                     object_fit="contain",
-                    elem_classes="emotion-maps",
+                    elem_classes=["emotion-maps", "method-maps"],  # method-maps: one per method
                     visible=e in chosen,
                 )
                 for e in offered

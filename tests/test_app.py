@@ -128,9 +128,8 @@ def test_the_picker_offers_every_method_and_shows_the_ticked_ones(untrained_mode
     (picker,) = [b for b in demo.blocks.values() if isinstance(b, gr.CheckboxGroup)]
     assert [name for _, name in picker.choices] == list(method_names())
     assert picker.value == list(default_methods())
-    # The photo tab's galleries, one per method (the video tab's key frames are another).
     galleries = [
-        b for b in demo.blocks.values() if isinstance(b, gr.Gallery) and "key-frames" not in b.elem_classes
+        b for b in demo.blocks.values() if isinstance(b, gr.Gallery) and "method-maps" in b.elem_classes
     ]
     assert [g.visible for g in galleries] == [name in default_methods() for name in method_names()]
     assert any(isinstance(b, gr.Checkbox) and "Faithfulness" in b.label for b in demo.blocks.values())
