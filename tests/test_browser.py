@@ -68,8 +68,11 @@ def _check_answer(page) -> None:
     probs = page.locator(".emotion-probs").inner_text()
     for emotion in EMOTIONS:
         assert re.search(rf"{emotion}\s+\d+(\.\d+)?%", probs), (emotion, probs)
+    from playwright.sync_api import expect
+
     maps = page.locator(".emotion-maps img")
-    assert maps.count() == 5 * len(default_methods())  # Grad-CAM and LIME, five emotions each
+    # Grad-CAM and LIME, five emotions each; the images arrive after the text: wait for them.
+    expect(maps).to_have_count(5 * len(default_methods()), timeout=30_000)
     captions = page.locator(".emotion-maps .caption-label").all_inner_texts()
     assert len(captions) == maps.count()
     for caption in captions:
@@ -150,11 +153,12 @@ def test_the_page_explains_a_video_in_a_real_browser(page_url, browser, viewport
         answer = tab.get_by_text(re.compile(r"ms\s+in all")).first
         answer.or_(errors.first).wait_for(timeout=ANSWER_S * 1000)
         assert errors.count() == 0, errors.all_inner_texts()
-        assert tab.locator(".timeline img").is_visible()
+        # The outputs arrive together but the images load after the text: wait for them.
+        expect(tab.locator(".timeline img")).to_be_visible(timeout=30_000)
         summary = tab.get_by_text(re.compile(r"^Face 1: seen")).first.inner_text()
         assert re.search(r"dominant emotion \w+ \d+%", summary), summary
         keys = tab.locator(".emotion-maps img")
-        assert keys.count() >= 1
+        expect(keys.first).to_be_visible(timeout=30_000)
         captions = tab.locator(".emotion-maps .caption-label").all_inner_texts()
         assert len(captions) == keys.count()
         for caption in captions:  # "0:00.0 · face 1\nhappy 76% · start: happy"
