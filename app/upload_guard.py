@@ -39,7 +39,7 @@ def media_kind(head: bytes) -> str | None:
     return None
 
 
-def files_in_multipart(body: bytes, boundary: bytes) -> list[tuple[str, bytes]]:
+def files_in_multipart(body: bytes | bytearray, boundary: bytes) -> list[tuple[str, bytes]]:
     """(file name, first 16 bytes) of each file part of a multipart/form-data body."""
     found = []
     for part in body.split(b"--" + boundary):
@@ -76,9 +76,7 @@ class UploadTypeGuard:
         complete = not read[-1].get("more_body") and read[-1]["type"] == "http.request"
         if boundary and complete and not too_large:
             refused = [
-                name
-                for name, head in files_in_multipart(bytes(body), boundary.group(1))
-                if not media_kind(head)
+                name for name, head in files_in_multipart(body, boundary.group(1)) if not media_kind(head)
             ]
             if refused:
                 await _refuse(send, refused)

@@ -24,7 +24,7 @@ from PIL import Image
 
 from emotion.errors import VideoError
 from emotion.explainers.render import overlay
-from emotion.faces import Box, DetectConfig, crop_face
+from emotion.faces import Box, DetectConfig
 from emotion.model import EmotionModel
 from emotion.timing import Deadline, timed
 from emotion.tracks import FaceTracker
@@ -240,7 +240,6 @@ def analyze_video(
     analysed: list[float] = []
     notes: list[str] = []
     timings: dict[str, float] = {}
-    size = model.preprocessing.input_size
     expected = min(info.frame_count or math.inf, math.ceil(limits.max_seconds * info.fps))
     with timed(timings, "total"):
         for number, frame in sampled_frames(info, limits, notes, timings):
@@ -250,10 +249,9 @@ def analyze_video(
                     timings[key] = timings.get(key, 0.0) + value
             numbers = tracker.update(len(analysed), faces.boxes)
             analysed.append(number / info.fps)
-            for track, box, probs, cams in zip(
-                numbers, faces.boxes, faces.probabilities, faces.gradcams, strict=True
+            for track, box, crop, probs, cams in zip(
+                numbers, faces.boxes, faces.crops, faces.probabilities, faces.gradcams, strict=True
             ):
-                crop = crop_face(frame, box, margin=detect.margin, size=size)
                 seen.setdefault(track, []).append((number, number / info.fps, box, probs, crop, cams))
             if progress is not None:
                 progress(min(number / expected, 1.0), f"frame {number + 1} of about {expected}")

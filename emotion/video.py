@@ -31,10 +31,12 @@ VIDEO_DETECT = DetectConfig(scale_factor=1.1, min_size=60, max_side=288)
 @dataclass
 class FrameFaces:
     """What one frame holds, largest face first: the Haar boxes, the squares the crops were cut
-    from, N×C probabilities and N×C×S×S Grad-CAMs (every label, over each square)."""
+    from, the N×S×S×3 crops, N×C probabilities and N×C×S×S Grad-CAMs (every label, over each
+    square)."""
 
     boxes: list[Box]
     squares: list[Box]
+    crops: np.ndarray
     probabilities: np.ndarray
     gradcams: np.ndarray
     timings_ms: dict[str, float] = field(default_factory=dict)
@@ -52,14 +54,15 @@ def analyze_frame(model: EmotionModel, frame: np.ndarray, detect: DetectConfig =
         if not boxes:
             empty = np.zeros((0, len(model.labels)), np.float32)
             no_cams = np.zeros((0, len(model.labels), size, size), np.float32)
-            return FrameFaces([], [], empty, no_cams, timings)
+            no_crops = np.zeros((0, size, size, 3), np.uint8)
+            return FrameFaces([], [], no_crops, empty, no_cams, timings)
         with timed(timings, "classify"):
             crops = np.stack([crop_face(frame, box, margin=detect.margin, size=size) for box in boxes])
             probabilities, features = model.predict_with_features(crops)
         with timed(timings, "gradcam"):
             cams = gradcams(model, crops, features)
     squares = [square_around(box, detect.margin) for box in boxes]
-    return FrameFaces(boxes, squares, probabilities, cams, timings)
+    return FrameFaces(boxes, squares, crops, probabilities, cams, timings)
 
 
 def annotate_frame(frame: np.ndarray, faces: FrameFaces, labels: tuple[str, ...]) -> np.ndarray:
