@@ -81,9 +81,11 @@ def annotate_video(model, source: Path, out: Path) -> int:
     import cv2
     from tqdm import tqdm
 
-    from emotion.video import analyze_frame, annotate_frame, frames, open_video
+    from emotion.follow import FaceFollower
+    from emotion.video import VIDEO_DETECT, analyze_frame, annotate_frame, frames, open_video
 
     capture = open_video(source)
+    follower = FaceFollower(VIDEO_DETECT)  # every frame is drawn: follow faces between detections
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -95,7 +97,7 @@ def annotate_video(model, source: Path, out: Path) -> int:
             if writer is None:
                 codec = cv2.VideoWriter_fourcc(*("mp4v" if out.suffix.lower() == ".mp4" else "MJPG"))
                 writer = cv2.VideoWriter(str(partial), codec, fps, (frame.shape[1], frame.shape[0]))
-            drawn = annotate_frame(frame, analyze_frame(model, frame), model.labels)
+            drawn = annotate_frame(frame, analyze_frame(model, frame, follower=follower), model.labels)
             writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
             written += 1
     finally:

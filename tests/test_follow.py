@@ -1,0 +1,59 @@
+"""Following faces between detections finds the faces the cascade finds, in fewer cascade runs,
+and lets go of a face that is gone (emotion/follow.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench.video import detection_counts, synthetic_stream
+from emotion.faces import detect_faces
+from emotion.follow import FaceFollower, FollowConfig
+from emotion.video import VIDEO_DETECT
+
+
+@pytest.fixture(scope="module")
+def stream():
+    return synthetic_stream(30)
+
+
+def _followed(frames, config: FollowConfig) -> tuple[list, FaceFollower]:
+    follower = FaceFollower(VIDEO_DETECT, config)
+    return [follower.boxes(frame) for frame in frames], follower
+
+
+def test_following_finds_the_planted_faces_with_a_quarter_of_the_cascade_runs(stream):
+    every_frame = detection_counts([detect_faces(f, VIDEO_DETECT) for f in stream.frames], stream.faces)
+    boxes, follower = _followed(stream.frames, FollowConfig())
+    followed = detection_counts(boxes, stream.faces)
+    assert followed["false_positives"] == 0, followed
+    assert followed["hits"] >= every_frame["hits"], (followed, every_frame)
+    assert follower.detections <= len(stream.frames) // FollowConfig().detect_every + 3
+
+
+def test_detect_every_frame_runs_the_cascade_on_every_frame_and_keeps_its_boxes(stream):
+    boxes, follower = _followed(stream.frames[:8], FollowConfig(detect_every=1))
+    assert follower.detections == 8
+    for found, frame in zip(boxes, stream.frames[:8], strict=True):
+        assert set(detect_faces(frame, VIDEO_DETECT)) <= set(found)
+
+
+def test_a_face_that_is_gone_is_let_go_and_a_blind_follower_keeps_a_stale_box(stream):
+    """Halfway, the faces are painted over with the backdrop. The follower must not keep boxes
+    where nothing is; the control, a follower that accepts any match, does."""
+    frames = [f.copy() for f in stream.frames[:12]]
+    rng = np.random.default_rng(0)
+    for frame, planted in zip(frames[6:], stream.faces[6:12], strict=True):
+        for box in planted:
+            pad = box.w // 2
+            ys = slice(max(box.y - pad, 0), box.y + box.h + pad)
+            xs = slice(max(box.x - pad, 0), box.x + box.w + pad)
+            patch = frame[ys, xs]
+            frame[ys, xs] = np.clip(rng.normal(128, 12, patch.shape), 0, 255).astype(np.uint8)
+
+    def stale(config: FollowConfig) -> int:
+        boxes, _ = _followed(frames, config)
+        return detection_counts(boxes[7:], [[] for _ in boxes[7:]])["false_positives"]
+
+    assert stale(FollowConfig()) == 0
+    assert stale(FollowConfig(min_score=-1.0)) > 0  # the control: nothing checks the match
