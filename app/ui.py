@@ -55,12 +55,14 @@ CSS = """
    corner, and its "Download all" button over its own strip, not over the last map's corner. */
 .emotion-maps label[data-testid="block-label"] { position: static !important; }
 .emotion-maps .grid-container { padding-top: 20px !important; }
+/* The timeline plot's label and buttons sit above it, off its legend (top left). */
+.timeline .image-container { padding-top: 34px; }
 @media (max-width: 480px) {
   /* The three tab names fit a phone's width: Gradio would put the video tab behind "...". */
   .tab-container button { padding: 0 var(--size-2) !important; }
   /* The timeline plot (900 px) scrolls sideways at 600 px, where its labels can be read,
-     instead of shrinking to a third; its label and buttons sit above it, off the legend. */
-  .timeline .image-container { overflow-x: auto; padding-top: 34px; }
+     instead of shrinking to a third. */
+  .timeline .image-container { overflow-x: auto; }
   .timeline .image-container button { width: auto !important; justify-content: flex-start !important; }
   .timeline .image-frame img { min-width: 600px; max-width: none !important; }
 }

@@ -446,8 +446,15 @@ def timeline_figure(timeline: Timeline, *, max_faces: int = 3):
         axes[0, 0].text(0.5, 0.5, "No face found in the analysed frames", ha="center", va="center")
         axes[0, 0].set_axis_off()
     else:
+        # At the left, above the title, in rows of three: a phone shows the plot's left part
+        # first (it scrolls sideways there), and one centred row was cut off at "neut…".
         axes[0, 0].legend(
-            loc="upper center", bbox_to_anchor=(0.5, 1.32), ncol=len(timeline.labels), frameon=False
+            loc="lower left",
+            bbox_to_anchor=(0.0, 1.1),
+            ncol=3,
+            frameon=False,
+            borderaxespad=0.0,
+            handlelength=1.5,
         )
     axes[-1, 0].set_xlabel("time (s)")
     fig.tight_layout()
