@@ -41,7 +41,7 @@ from emotion.explainers.lime import LimeConfig
 from emotion.faces import Box, DetectConfig, crop_face, detect_faces
 from emotion.follow import FaceFollower, FollowConfig
 from emotion.tracks import greedy_pairs
-from emotion.video import VIDEO_DETECT, analyze_frame, analyze_frames, read_frames
+from emotion.video import FRAMES_PER_FORWARD, VIDEO_DETECT, analyze_frame, analyze_frames, read_frames
 
 FRAME_SIZE = (640, 480)
 # The astronaut's face (fringe to chin, cheek to cheek), marked by hand on scikit-image's photo,
@@ -141,7 +141,7 @@ def run(
     model_source: str | None = None,
     planted: list[list[Box]] | None = None,
     follow: FollowConfig = FollowConfig(),
-    chunk: int = 4,
+    chunk: int = FRAMES_PER_FORWARD,
 ) -> dict:
     """Time both paths over `frames`; `planted`, the true faces of each frame where known,
     turns the box counts into hits, misses and false positives."""
@@ -246,8 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--batch-frames",
         type=int,
-        default=4,
-        help="frames whose faces share one forward on the project path (default 4; 1 = frame by frame)",
+        default=FRAMES_PER_FORWARD,
+        help=f"frames whose faces share one forward (default {FRAMES_PER_FORWARD}; 1 = frame by frame)",
     )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--model", default=None, help="model folder or Hub id; default: the demo model")

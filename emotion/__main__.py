@@ -82,7 +82,15 @@ def annotate_video(model, source: Path, out: Path) -> int:
     from tqdm import tqdm
 
     from emotion.follow import FaceFollower
-    from emotion.video import VIDEO_DETECT, analyze_frame, annotate_frame, frames, open_video
+    from emotion.video import (
+        FRAMES_PER_FORWARD,
+        VIDEO_DETECT,
+        analyze_frames,
+        annotate_frame,
+        batches,
+        frames,
+        open_video,
+    )
 
     capture = open_video(source)
     follower = FaceFollower(VIDEO_DETECT)  # every frame is drawn: follow faces between detections
@@ -93,13 +101,16 @@ def annotate_video(model, source: Path, out: Path) -> int:
     writer = None
     written = 0
     try:
-        for frame in tqdm(frames(capture), total=total, desc=source.name, unit="frame"):
-            if writer is None:
-                codec = cv2.VideoWriter_fourcc(*("mp4v" if out.suffix.lower() == ".mp4" else "MJPG"))
-                writer = cv2.VideoWriter(str(partial), codec, fps, (frame.shape[1], frame.shape[0]))
-            drawn = annotate_frame(frame, analyze_frame(model, frame, follower=follower), model.labels)
-            writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
-            written += 1
+        with tqdm(total=total, desc=source.name, unit="frame") as bar:
+            for batch in batches(frames(capture), FRAMES_PER_FORWARD):
+                if writer is None:
+                    codec = cv2.VideoWriter_fourcc(*("mp4v" if out.suffix.lower() == ".mp4" else "MJPG"))
+                    writer = cv2.VideoWriter(str(partial), codec, fps, (batch[0].shape[1], batch[0].shape[0]))
+                for frame, faces in zip(batch, analyze_frames(model, batch, follower=follower), strict=True):
+                    drawn = annotate_frame(frame, faces, model.labels)
+                    writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+                written += len(batch)
+                bar.update(len(batch))
     finally:
         if writer is not None:
             writer.release()

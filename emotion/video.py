@@ -7,9 +7,10 @@ Grad-CAM (see explainers/gradcam.py). LIME stays out: it needs hundreds of forwa
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -22,11 +23,18 @@ from emotion.follow import FaceFollower
 from emotion.model import EmotionModel
 from emotion.timing import timed
 
+T = TypeVar("T")
+
 # Faces in a webcam or film frame fill a good part of it: the cascade on a ≤288-px copy (its
 # 24-px window is then ~53 px of a 640×480 frame, hence min_size 60) finds as many faces as the
 # photo settings on the full frame at under half the cost (bench/video.py matches both paths'
 # boxes to the planted faces: 98 and 94 of 120 on its 60 frames, no false positives).
 VIDEO_DETECT = DetectConfig(scale_factor=1.1, min_size=60, max_side=288)
+
+
+# Frames whose faces share one forward: the network does a face in 5.2 ms at 8 a batch but in
+# 8.6 ms at 2 (demo model, 2 CPU cores), and 4 frames hold about 8 faces in bench.video's stream.
+FRAMES_PER_FORWARD = 4
 
 
 @dataclass
@@ -60,11 +68,10 @@ def analyze_frames(
     follower: FaceFollower | None = None,
 ) -> list[FrameFaces]:
     """`analyze_frame` for a few consecutive frames at once: the faces of all of them go through
-    one forward, since the network does a face in 5.2 ms at 8 a batch but 8.6 ms at 2 (demo model,
-    2 CPU cores). With a `follower` (one per stream, built with the same `detect`, frames given
-    in order), faces are followed from the frames before and the cascade runs only now and then
-    (see emotion/follow.py). Each frame's timings carry its own detection and an equal share of
-    the shared forward and Grad-CAM."""
+    one forward (see FRAMES_PER_FORWARD). With a `follower` (one per stream, built with the same
+    `detect`, frames given in order), faces are followed from the frames before and the cascade
+    runs only now and then (see emotion/follow.py). Each frame's timings carry its own detection
+    and an equal share of the shared forward and Grad-CAM."""
     for frame in frames:
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise ImageError(f"A frame must be an H×W×3 uint8 RGB array; got {frame.dtype} {frame.shape}.")
@@ -155,3 +162,15 @@ def frames(capture: cv2.VideoCapture) -> Iterator[np.ndarray]:
 def read_frames(path: str | Path) -> Iterator[np.ndarray]:
     """RGB frames of a video file, in order."""
     yield from frames(open_video(path))
+
+
+def batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """`items` in lists of `size`, the last one shorter if need be."""
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -9,7 +9,7 @@ import pytest
 from bench.video import detection_counts, synthetic_stream
 from emotion.faces import detect_faces
 from emotion.follow import FaceFollower, FollowConfig
-from emotion.video import VIDEO_DETECT
+from emotion.video import VIDEO_DETECT, analyze_frame, analyze_frames, batches
 
 
 @pytest.fixture(scope="module")
@@ -57,3 +57,21 @@ def test_a_face_that_is_gone_is_let_go_and_a_blind_follower_keeps_a_stale_box(st
 
     assert stale(FollowConfig()) == 0
     assert stale(FollowConfig(min_score=-1.0)) > 0  # the control: nothing checks the match
+
+
+def test_frames_analysed_together_give_each_frames_own_answers(untrained_model, stream):
+    frames = stream.frames[:5]
+    together = analyze_frames(untrained_model, frames)
+    for frame, result in zip(frames, together, strict=True):
+        alone = analyze_frame(untrained_model, frame)
+        assert result.boxes == alone.boxes
+        np.testing.assert_allclose(result.probabilities, alone.probabilities, atol=1e-5)
+        np.testing.assert_allclose(result.gradcams, alone.gradcams, atol=1e-4)
+        assert {"detect", "classify", "gradcam", "total"} <= set(result.timings_ms)
+    assert sum(len(r.boxes) for r in together) > 0
+    assert analyze_frames(untrained_model, []) == []
+
+
+def test_batches_keep_every_item_in_order():
+    assert list(batches(range(10), 4)) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert list(batches([], 4)) == []
