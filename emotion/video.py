@@ -33,8 +33,9 @@ VIDEO_DETECT = DetectConfig(scale_factor=1.1, min_size=60, max_side=288)
 
 
 # Frames whose faces share one forward: the network does a face in 5.2 ms at 8 a batch but in
-# 8.6 ms at 2 (demo model, 2 CPU cores), and 4 frames hold about 8 faces in bench.video's stream.
-FRAMES_PER_FORWARD = 4
+# 8.6 ms at 2 (demo model, 2 CPU cores). On bench.video's stream (2 faces a frame), 8 frames a
+# forward ran at 68 frames/s, 4 at 61-63, 1 at 48; for a file, 8 frames' delay costs nothing.
+FRAMES_PER_FORWARD = 8
 
 
 @dataclass
