@@ -5,7 +5,8 @@ from one frame to the next. So the cascade runs every `detect_every` frames; in 
 face is looked for near where it was, by matching a small grey copy of it as the cascade last
 saw it (OpenCV's normalised cross-correlation). When a face cannot be matched well enough (it
 turned, left the frame, or something crossed it), the cascade runs on that frame at once, so
-a lost face costs one detection, not a wrong box. The template is not updated between
+a lost face costs one detection, not a wrong box. While no face is known, the cascade runs on
+every frame, so a face that walks in is found at once. The template is not updated between
 detections: a template that follows its own matches drifts off the face.
 """
 
@@ -25,8 +26,9 @@ class FollowConfig:
     # The cascade runs on every k-th frame at least. On bench.video's 60 frames, 4 finds 116 of
     # the 120 planted faces (the cascade on every frame: 98; every 6th: 114; every 10th: 110).
     detect_every: int = 4
-    # Normalised cross-correlation below which a face counts as lost. A face matched against
-    # itself a few frames later scores above 0.9; against the backdrop, below 0.5.
+    # Normalised cross-correlation below which a face counts as lost. On bench.video's stream a
+    # face matched 1-3 frames after its detection scored 0.93 or more (median 0.97, 114
+    # matches); the same place painted over with the noisy backdrop scored 0.08.
     min_score: float = 0.7
     reach: float = 0.25  # how far a face is looked for, as a share of its box's side, each way
     template_side: int = 24  # faces are matched on grey copies this small: cheap, and enough
