@@ -2,9 +2,9 @@
 frames where its emotion changes or peaks shown with Grad-CAM, and the whole as CSV.
 
 The video is read in order and analysed at `VideoLimits.sample_fps` (every k-th frame is
-decoded, the others only grabbed); each analysed frame goes through `emotion.video.analyze_frame`
-(cascade, crops, one forward, every label's Grad-CAM) and `emotion.tracks.FaceTracker` gives
-each face its number.
+decoded, the others only grabbed); the analysed frames go through `emotion.video.analyze_frames`
+a few at a time (cascade, crops, one forward for all their faces, every label's Grad-CAM) and
+`emotion.tracks.FaceTracker` gives each face its number.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from emotion.faces import Box, DetectConfig
 from emotion.model import EmotionModel
 from emotion.timing import Deadline, timed
 from emotion.tracks import FaceTracker
-from emotion.video import VIDEO_DETECT, analyze_frame
+from emotion.video import FRAMES_PER_FORWARD, VIDEO_DETECT, analyze_frames, batches
 
 log = logging.getLogger(__name__)
 
@@ -242,18 +242,20 @@ def analyze_video(
     timings: dict[str, float] = {}
     expected = min(info.frame_count or math.inf, math.ceil(limits.max_seconds * info.fps))
     with timed(timings, "total"):
-        for number, frame in sampled_frames(info, limits, notes, timings):
-            faces = analyze_frame(model, frame, detect)
-            for key, value in faces.timings_ms.items():
-                if key != "total":
-                    timings[key] = timings.get(key, 0.0) + value
-            numbers = tracker.update(len(analysed), faces.boxes)
-            analysed.append(number / info.fps)
-            for track, box, crop, probs, cams in zip(
-                numbers, faces.boxes, faces.crops, faces.probabilities, faces.gradcams, strict=True
-            ):
-                seen.setdefault(track, []).append((number, number / info.fps, box, probs, crop, cams))
+        for batch in batches(sampled_frames(info, limits, notes, timings), FRAMES_PER_FORWARD):
+            results = analyze_frames(model, [frame for _, frame in batch], detect)
+            for (number, _), faces in zip(batch, results, strict=True):
+                for key, value in faces.timings_ms.items():
+                    if key != "total":
+                        timings[key] = timings.get(key, 0.0) + value
+                numbers = tracker.update(len(analysed), faces.boxes)
+                analysed.append(number / info.fps)
+                for track, box, crop, probs, cams in zip(
+                    numbers, faces.boxes, faces.crops, faces.probabilities, faces.gradcams, strict=True
+                ):
+                    seen.setdefault(track, []).append((number, number / info.fps, box, probs, crop, cams))
             if progress is not None:
+                number = batch[-1][0]
                 progress(min(number / expected, 1.0), f"frame {number + 1} of about {expected}")
     if not analysed:
         raise _undecodable(info.path)
