@@ -14,7 +14,7 @@ import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from emotion.faces import HEIF_BRANDS, video_container
+from emotion.sniff import HEAD_BYTES, media_kind
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -22,31 +22,17 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 ACCEPTED = "images (JPEG, PNG, WebP, GIF, BMP, TIFF) and videos (MP4, MOV, WebM, MKV, AVI, Ogg)"
-_IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
 _BOUNDARY = re.compile(rb"boundary=\"?([^\";]+)\"?")
 
 
-def media_kind(head: bytes) -> str | None:
-    """'image' or 'video' from a file's first bytes, else None."""
-    if (
-        head.startswith(_IMAGE_MAGIC)
-        or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
-        or (head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS)
-    ):
-        return "image"
-    if video_container(head):
-        return "video"
-    return None
-
-
 def files_in_multipart(body: bytes | bytearray, boundary: bytes) -> list[tuple[str, bytes]]:
-    """(file name, first 16 bytes) of each file part of a multipart/form-data body."""
+    """(file name, first HEAD_BYTES bytes) of each file part of a multipart/form-data body."""
     found = []
     for part in body.split(b"--" + boundary):
         headers, sep, content = part.partition(b"\r\n\r\n")
         name = re.search(rb'filename="([^"]*)"', headers)
         if sep and name:
-            found.append((name.group(1).decode("utf-8", "replace"), content[:16]))
+            found.append((name.group(1).decode("utf-8", "replace"), content[:HEAD_BYTES]))
     return found
 
 

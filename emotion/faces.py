@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from emotion.errors import ImageError
+from emotion.sniff import video_container
 
 log = logging.getLogger(__name__)
 
@@ -105,25 +106,6 @@ def _open_path(path: Path) -> Image.Image:
             "Use a JPEG, PNG, WebP, BMP or TIFF photo; if it is one, the file may be truncated."
         ) from err
     return img
-
-
-# ISO-media brands of still images (HEIC, AVIF): the same box structure as MP4, but photos.
-HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis")
-
-
-def video_container(head: bytes) -> str | None:
-    """The container a file's first bytes announce (MP4/MOV, WebM/MKV, AVI, Ogg, FLV), else None."""
-    if head[4:8] == b"ftyp":
-        return None if head[8:12] in HEIF_BRANDS else "MP4/MOV"
-    if head[:4] == b"\x1a\x45\xdf\xa3":
-        return "WebM/MKV"
-    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
-        return "AVI"
-    if head[:4] == b"OggS":
-        return "Ogg"
-    if head[:3] == b"FLV":
-        return "FLV"
-    return None
 
 
 def _pil_to_rgb(img: Image.Image) -> np.ndarray:

@@ -26,6 +26,7 @@ from emotion.errors import VideoError
 from emotion.explainers.render import overlay
 from emotion.faces import Box, DetectConfig
 from emotion.model import EmotionModel
+from emotion.sniff import HEAD_BYTES, audio_kind
 from emotion.timing import Deadline, timed
 from emotion.tracks import FaceTracker
 from emotion.video import FRAMES_PER_FORWARD, VIDEO_DETECT, analyze_frames, batches
@@ -214,15 +215,10 @@ def _image_kind(path: Path) -> str | None:
         return None
 
 
-# Where an audio format's signature sits in its first bytes, the signature, the format's name.
-AUDIO_SIGNATURES = ((8, b"WAVE", "WAV"), (0, b"ID3", "MP3"), (0, b"fLaC", "FLAC"), (4, b"ftypM4A", "M4A"))
-
-
 def _audio_kind(path: Path) -> str | None:
     """The audio format the file's first bytes announce, else None."""
     with open(path, "rb") as f:
-        head = f.read(12)
-    return next((name for at, sig, name in AUDIO_SIGNATURES if head[at : at + len(sig)] == sig), None)
+        return audio_kind(f.read(HEAD_BYTES))
 
 
 def analyze_video(

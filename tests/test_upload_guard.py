@@ -14,7 +14,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from app.upload_guard import UploadTypeGuard, media_kind
+from app.upload_guard import UploadTypeGuard
+from emotion.sniff import media_kind
 
 
 def _png() -> bytes:
