@@ -41,7 +41,14 @@ from emotion.explainers.lime import LimeConfig
 from emotion.faces import Box, DetectConfig, crop_face, detect_faces
 from emotion.follow import FaceFollower, FollowConfig
 from emotion.tracks import greedy_pairs
-from emotion.video import FRAMES_PER_FORWARD, VIDEO_DETECT, analyze_frame, analyze_frames, read_frames
+from emotion.video import (
+    FRAMES_PER_FORWARD,
+    VIDEO_DETECT,
+    analyze_frame,
+    analyze_frames,
+    batches,
+    read_frames,
+)
 
 FRAME_SIZE = (640, 480)
 # The astronaut's face (fringe to chin, cheek to cheek), marked by hand on scikit-image's photo,
@@ -159,8 +166,7 @@ def run(
     found = {"baseline": [], "project": []}
     parts: dict[str, list[float]] = {}
     with tqdm(total=len(frames), desc="frames", unit="frame") as bar:
-        for first in range(0, len(frames), chunk):
-            batch = frames[first : first + chunk]
+        for batch in batches(frames, chunk):
             for frame in batch:
                 sync_device(model.device)
                 start = time.perf_counter()

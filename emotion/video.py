@@ -84,18 +84,13 @@ def analyze_frames(
             boxes.append(follower.boxes(frame) if follower else detect_faces(frame, detect))
     shared: dict[str, float] = {}
     with timed(shared, "classify"):
-        pairs = [
+        crops = np.zeros((sum(map(len, boxes)), size, size, 3), np.uint8)
+        faces = (
             (frame, box) for frame, frame_boxes in zip(frames, boxes, strict=True) for box in frame_boxes
-        ]
-        crops = np.zeros((len(pairs), size, size, 3), np.uint8)
-        for i, (frame, box) in enumerate(pairs):
-            crops[i] = crop_face(frame, box, margin=detect.margin, size=size)
-        probabilities, features = model.predict_with_features(crops) if pairs else (None, None)
-    with timed(shared, "gradcam"):
-        cams = gradcams(model, crops, features) if pairs else None
-    if not pairs:
-        probabilities = np.zeros((0, len(model.labels)), np.float32)
-        cams = np.zeros((0, len(model.labels), size, size), np.float32)
+        )
+        for crop, (frame, box) in zip(crops, faces, strict=True):
+            crop[:] = crop_face(frame, box, margin=detect.margin, size=size)
+    probabilities, cams = _probabilities_and_cams(model, crops, shared)
     results, start = [], 0
     for frame_boxes, frame_timings in zip(boxes, timings, strict=True):
         for part, ms in shared.items():
@@ -115,6 +110,23 @@ def analyze_frames(
         )
         start = stop
     return results
+
+
+def _probabilities_and_cams(
+    model: EmotionModel, crops: np.ndarray, timings: dict[str, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """N×C probabilities and N×C×S×S Grad-CAMs of N crops, one forward for all (none for none);
+    the forward's time is added to `timings["classify"]`, the maps' to `timings["gradcam"]`."""
+    labels, size = len(model.labels), crops.shape[1]
+    probabilities = np.zeros((0, labels), np.float32)
+    cams = np.zeros((0, labels, size, size), np.float32)
+    with timed(timings, "classify"):
+        if len(crops):
+            probabilities, features = model.predict_with_features(crops)
+    with timed(timings, "gradcam"):
+        if len(crops):
+            cams = gradcams(model, crops, features)
+    return probabilities, cams
 
 
 def annotate_frame(frame: np.ndarray, faces: FrameFaces, labels: tuple[str, ...]) -> np.ndarray:

@@ -123,3 +123,10 @@ def write_clip(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:
         writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     writer.release()
     return path
+
+
+def method_galleries(demo) -> list:
+    """The photo tab's galleries, one per method (the video tab's key frames are another gallery)."""
+    import gradio as gr
+
+    return [b for b in demo.blocks.values() if isinstance(b, gr.Gallery) and "method-maps" in b.elem_classes]

@@ -15,7 +15,7 @@ from PIL import Image
 from emotion import EMOTIONS
 from emotion.explainers.registry import default_methods, method_names, title_of
 
-from .conftest import ROOT, running, served_untrained_app, write_clip
+from .conftest import ROOT, method_galleries, running, served_untrained_app, write_clip
 
 pytestmark = pytest.mark.slow
 
@@ -128,9 +128,7 @@ def test_the_picker_offers_every_method_and_shows_the_ticked_ones(untrained_mode
     (picker,) = [b for b in demo.blocks.values() if isinstance(b, gr.CheckboxGroup)]
     assert [name for _, name in picker.choices] == list(method_names())
     assert picker.value == list(default_methods())
-    galleries = [
-        b for b in demo.blocks.values() if isinstance(b, gr.Gallery) and "method-maps" in b.elem_classes
-    ]
+    galleries = method_galleries(demo)
     assert [g.visible for g in galleries] == [name in default_methods() for name in method_names()]
     assert any(isinstance(b, gr.Checkbox) and "Faithfulness" in b.label for b in demo.blocks.values())
     (toggle,) = [f for f in demo.fns.values() if f.inputs == [picker] and f.outputs == galleries]

@@ -25,6 +25,8 @@ from emotion.explainers.registry import (
     unregister,
 )
 
+from .conftest import method_galleries
+
 FAST_LIME = LimeConfig(num_samples=64, batch_size=64)
 
 
@@ -180,12 +182,7 @@ def test_the_cli_says_each_user_error_in_one_line(untrained_folder, photo_path, 
 
 
 def _gallery_labels(demo: gr.Blocks) -> list[str]:
-    # One gallery per method (the video tab's key frames are another gallery).
-    return [
-        block.label
-        for block in demo.blocks.values()
-        if isinstance(block, gr.Gallery) and "method-maps" in block.elem_classes
-    ]
+    return [gallery.label for gallery in method_galleries(demo)]
 
 
 def _explain_fn(demo: gr.Blocks):

@@ -112,7 +112,7 @@ def lime_note(model: EmotionModel, config: LimeConfig) -> str:
     """How many segments of what size LIME hides, from how many perturbed faces."""
     size = model.preprocessing.input_size
     shown = (
-        f"the face under a {int(round(config.hide_width * size)) | 1}-px median filter (features vanish)"
+        f"the face under a {median_width(config, size)}-px median filter (features vanish)"
         if config.hide == "median"
         else "each superpixel's mean colour"
     )
@@ -211,8 +211,14 @@ def hidden_face(face: np.ndarray, config: LimeConfig = LimeConfig()) -> np.ndarr
         return None
     if config.hide != "median":
         raise ValueError(f"LimeConfig.hide must be 'median' or 'mean', not {config.hide!r}.")
-    width = int(round(config.hide_width * min(face.shape[:2]))) | 1  # the filter needs an odd width
-    return cv2.medianBlur(np.ascontiguousarray(face, dtype=np.uint8), max(width, 3))
+    width = median_width(config, min(face.shape[:2]))
+    return cv2.medianBlur(np.ascontiguousarray(face, dtype=np.uint8), width)
+
+
+def median_width(config: LimeConfig, side: int) -> int:
+    """The median filter's width in pixels for a face `side` px wide: odd, as the filter needs,
+    and at least 3."""
+    return max(int(round(config.hide_width * side)) | 1, 3)
 
 
 class HiddenAsLimeExplainer(lime_image.LimeImageExplainer):
