@@ -71,8 +71,10 @@ def bench_photos(n: int, seed: int = 11) -> list[np.ndarray]:
 class Baseline:
     """The report as one would write it from the libraries' documentation."""
 
-    def __init__(self, model: EmotionModel):
+    def __init__(self, model: EmotionModel, cam_layer: str | None = None):
         self.model = model  # fp32, BatchNorm not folded: `net` is used directly
+        # The layer the project's default Grad-CAM reads, unless told otherwise.
+        self.cam_layer = model.net.get_submodule(cam_layer or model.fine_cam_layer_name)
 
     @torch.inference_mode()
     def probabilities(self, faces: np.ndarray) -> np.ndarray:
@@ -81,7 +83,7 @@ class Baseline:
 
     def gradcams(self, face: np.ndarray) -> np.ndarray:
         x = self.model.to_tensor(face)
-        with GradCAM(model=self.model.net, target_layers=[self.model.cam_layer]) as cam:
+        with GradCAM(model=self.model.net, target_layers=[self.cam_layer]) as cam:
             maps = [
                 cam(input_tensor=x, targets=[ClassifierOutputTarget(c)])[0]
                 for c in range(len(self.model.labels))

@@ -30,6 +30,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # of 4×4, fine enough to tell brows from eyes from mouth, and Grad-CAM there still needs no extra
 # backward pass because the head is global-average-pool + linear.
 DEFAULT_MODEL_ARGS: dict[str, Any] = {"output_stride": 16}
+# The default Grad-CAM reads the deepest stage at this stride: its cells are about 8 px apart on
+# a 100-px face, fine enough to tell a brow from an eye (see `emotion.explainers.gradcam`).
+FINE_CAM_STRIDE = 8
 
 # timm's `ResNet` class (timm/models/resnet.py): its last stage feeds global-average-pool + one
 # linear layer (so Grad-CAM needs no backward pass), and its conv → BatchNorm pairs are the ones
@@ -106,9 +109,30 @@ class EmotionModel:
 
     @property
     def cam_layer_name(self) -> str:
-        """The module Grad-CAM reads: the last stage in timm's `feature_info`, whose output the
-        pooled head sums up (`layer4` in timm's ResNets)."""
+        """The module the last-stage Grad-CAM reads (video frames, the training report): the last
+        stage in timm's `feature_info`, whose output the pooled head sums up (`layer4` in timm's
+        ResNets)."""
         return self.net.feature_info[-1]["module"]
+
+    @property
+    def fine_cam_layer_name(self) -> str:
+        """The module the default Grad-CAM reads: the deepest stage in timm's `feature_info` at
+        stride `FINE_CAM_STRIDE` or finer (`layer2` in timm's ResNets at output_stride 16). Why
+        not the last stage: `emotion.explainers.gradcam`'s docstring."""
+        return self._fine_stage["module"]
+
+    @property
+    def fine_cam_stride(self) -> int:
+        return int(self._fine_stage["reduction"])
+
+    @property
+    def fine_cam_grid(self) -> tuple[int, int]:
+        """(rows, columns) of `fine_cam_layer_name`'s output at the input size: 13×13 at 100×100."""
+        return self._grid_at(self.fine_cam_stride)
+
+    @property
+    def _fine_stage(self) -> dict[str, Any]:
+        return [f for f in self.net.feature_info if f["reduction"] <= FINE_CAM_STRIDE][-1]
 
     @property
     def cam_layer(self) -> torch.nn.Module:
@@ -116,15 +140,18 @@ class EmotionModel:
 
     @property
     def output_stride(self) -> int:
-        """How many input pixels one cell of the Grad-CAM grid spans (16 with DEFAULT_MODEL_ARGS)."""
+        """How many input pixels one cell of the last stage's grid spans (16 with DEFAULT_MODEL_ARGS)."""
         return int(self.net.feature_info[-1]["reduction"])
 
     @property
     def cam_grid(self) -> tuple[int, int]:
-        """(rows, columns) of the Grad-CAM layer's output at the input size: 7×7 at 100×100, stride
+        """(rows, columns) of the last stage's output at the input size: 7×7 at 100×100, stride
         16. Every downsampling in the supported ResNets pads to "same" and so rounds up, which makes
         this ceil(size / stride) without running the network (checked against a forward in tests)."""
-        side = math.ceil(self.preprocessing.input_size / self.output_stride)
+        return self._grid_at(self.output_stride)
+
+    def _grid_at(self, stride: int) -> tuple[int, int]:
+        side = math.ceil(self.preprocessing.input_size / stride)
         return side, side
 
     @property

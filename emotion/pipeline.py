@@ -85,7 +85,7 @@ def explain(
         faces=results,
         model=model.source,
         is_demo_model=model.is_demo,
-        cam_layer=model.cam_layer_name,
+        cam_layer=model.fine_cam_layer_name,
         timings_ms=timings,
     )
 

@@ -3,8 +3,9 @@ frames where its emotion changes or peaks shown with Grad-CAM, and the whole as 
 
 The video is read in order and analysed at `VideoLimits.sample_fps` (every k-th frame is
 decoded, the others only grabbed); the analysed frames go through `emotion.video.analyze_frames`
-a few at a time (cascade, crops, one forward for all their faces, every label's Grad-CAM) and
-`emotion.tracks.FaceTracker` gives each face its number.
+a few at a time (cascade, crops, one forward for all their faces) and
+`emotion.tracks.FaceTracker` gives each face its number. The key frames carry the photo tab's
+Grad-CAM (the stride-8 stage), computed for those frames only.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import logging
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -23,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from emotion.errors import VideoError
+from emotion.explainers.gradcam import default_gradcams
 from emotion.explainers.render import overlay
 from emotion.faces import Box, DetectConfig
 from emotion.model import EmotionModel
@@ -95,7 +98,6 @@ class FaceTimeline:
     probabilities: np.ndarray  # n×C
     smoothed: np.ndarray  # n×C
     crops: np.ndarray  # n×S×S×3 uint8
-    cams: np.ndarray  # n×C×S×S uint8
 
     def dominant(self, margin: float = SWITCH_MARGIN) -> np.ndarray:
         """The dominant emotion's index at each of the face's frames: the smoothed top emotion at
@@ -246,10 +248,10 @@ def analyze_video(
                         timings[key] = timings.get(key, 0.0) + value
                 numbers = tracker.update(len(analysed), faces.boxes)
                 analysed.append(number / info.fps)
-                for track, box, crop, probs, cams in zip(
-                    numbers, faces.boxes, faces.crops, faces.probabilities, faces.gradcams, strict=True
+                for track, box, crop, probs in zip(
+                    numbers, faces.boxes, faces.crops, faces.probabilities, strict=True
                 ):
-                    seen.setdefault(track, []).append((number, number / info.fps, box, probs, crop, cams))
+                    seen.setdefault(track, []).append((number, number / info.fps, box, probs, crop))
             if progress is not None:
                 number = batch[-1][0]
                 progress(min(number / expected, 1.0), f"frame {number + 1} of about {expected}")
@@ -263,7 +265,7 @@ def analyze_video(
             "at least 60 px tall in a 640×480 frame."
         )
     with timed(timings, "key frames"):
-        keys = key_frames(faces, model.labels, limits.max_key_frames)
+        keys = key_frames(faces, model.labels, limits.max_key_frames, partial(default_gradcams, model))
     return Timeline(model.labels, info, np.asarray(analysed), faces, keys, notes, timings)
 
 
@@ -313,7 +315,7 @@ def _undecodable(path: Path) -> VideoError:
 
 
 def _face_timeline(number: int, rows: list[tuple], window: int) -> FaceTimeline:
-    frame_numbers, times, boxes, probs, crops, cams = zip(*rows, strict=True)
+    frame_numbers, times, boxes, probs, crops = zip(*rows, strict=True)
     probabilities = np.stack(probs).astype(np.float32)
     return FaceTimeline(
         number,
@@ -323,7 +325,6 @@ def _face_timeline(number: int, rows: list[tuple], window: int) -> FaceTimeline:
         probabilities,
         moving_average(probabilities, window),
         np.stack(crops),
-        np.stack([np.uint8(np.clip(c, 0, 1) * 255 + 0.5) for c in cams]),
     )
 
 
@@ -338,10 +339,39 @@ def moving_average(values: np.ndarray, window: int) -> np.ndarray:
     return (sums / counts[:, None]).astype(values.dtype)
 
 
-def key_frames(faces: list[FaceTimeline], labels: tuple[str, ...], limit: int) -> list[KeyFrame]:
+def key_frames(
+    faces: list[FaceTimeline],
+    labels: tuple[str, ...],
+    limit: int,
+    gradcams: Callable[[np.ndarray], np.ndarray],
+) -> list[KeyFrame]:
     """For each face, longest-seen first: where its dominant emotion starts, where it changes,
-    and where each emotion it shows peaks; at most `limit` in all, in time order per face."""
-    picked: list[KeyFrame] = []
+    and where each emotion it shows peaks; at most `limit` in all, in time order per face. Each
+    is drawn with its emotion's map from `gradcams` (N crops → N×C×H×W in [0, 1]), computed for
+    the picked frames only."""
+    picked = _pick_key_frames(faces, labels, limit)
+    if not picked:
+        return []
+    maps = gradcams(np.stack([face.crops[i] for face, i, _, _ in picked]))
+    return [
+        KeyFrame(
+            face.number,
+            float(face.times_s[i]),
+            int(face.frame_numbers[i]),
+            labels[top],
+            float(face.smoothed[i, top]),
+            why,
+            overlay(face.crops[i], face_maps[top]),
+        )
+        for (face, i, top, why), face_maps in zip(picked, maps, strict=True)
+    ]
+
+
+def _pick_key_frames(
+    faces: list[FaceTimeline], labels: tuple[str, ...], limit: int
+) -> list[tuple[FaceTimeline, int, int, str]]:
+    """(face, frame index, dominant label index, why) of each key frame, as `key_frames` picks them."""
+    picked: list[tuple[FaceTimeline, int, int, str]] = []
     for face in sorted(faces, key=lambda f: -len(f.times_s)):
         dominant = face.dominant()
         reasons: dict[int, str] = {0: f"start: {labels[dominant[0]]}"}
@@ -353,18 +383,7 @@ def key_frames(faces: list[FaceTimeline], labels: tuple[str, ...], limit: int) -
         for i in sorted(reasons):
             if len(picked) >= limit:
                 return picked
-            top = int(dominant[i])
-            picked.append(
-                KeyFrame(
-                    face.number,
-                    float(face.times_s[i]),
-                    int(face.frame_numbers[i]),
-                    labels[top],
-                    float(face.smoothed[i, top]),
-                    reasons[i],
-                    overlay(face.crops[i], face.cams[i, top] / 255.0),
-                )
-            )
+            picked.append((face, int(i), int(dominant[i]), reasons[i]))
     return picked
 
 

@@ -8,8 +8,8 @@ import torch
 
 from emotion import EMOTIONS, NoFaceError, explain
 from emotion.errors import FaceIndexError, UnknownMethodError
-from emotion.explainers.gradcam import GRADCAM
 from emotion.explainers.lime import LIME, LimeConfig, segment_face
+from emotion.explainers.saliency import GRADCAM_LAST
 from emotion.model import build_model
 
 FAST_LIME = LimeConfig(num_samples=120, batch_size=120)
@@ -97,10 +97,11 @@ def test_segmentation_cuts_a_face_into_feature_sized_pieces(astronaut):
     assert np.bincount(segments.ravel()).max() < 100 * 100 / 6
 
 
-def test_gradcam_runs_the_whole_batch_and_releases_its_hooks(untrained_model, astronaut):
+def test_last_stage_gradcam_runs_the_whole_batch_and_releases_its_hooks(untrained_model, astronaut):
     face = explain(untrained_model, astronaut, methods=()).faces[0].face
-    # A max-pooled head has no shortcut, so Grad-CAM goes through pytorch-grad-cam's hooks (the
-    # default head takes the hook-free path and would leave nothing to release).
+    # A max-pooled head has no shortcut, so the last stage's Grad-CAM goes through pytorch-grad-cam's
+    # hooks (the default head takes the hook-free path and would leave nothing to release; the
+    # default Grad-CAM's own hook is checked in tests/test_saliency.py).
     torch.manual_seed(0)
     model = build_model("resnet18", model_args={"output_stride": 16, "global_pool": "max"})
     assert not model.has_pooled_linear_head
@@ -109,7 +110,7 @@ def test_gradcam_runs_the_whole_batch_and_releases_its_hooks(untrained_model, as
     hooks_seen = []  # how many forward hooks the layer carries while the maps are computed
     probe = layer.register_forward_hook(lambda module, *_: hooks_seen.append(len(module._forward_hooks)))
     try:
-        maps = GRADCAM.for_face(model, face)
+        maps = GRADCAM_LAST.for_face(model, face)
     finally:
         probe.remove()
     assert hooks_seen and max(hooks_seen) > 1, hooks_seen  # the library's hooks were attached

@@ -17,7 +17,6 @@ import torch
 from lime import lime_image
 
 from emotion.explainers.compare import lime_agreement, map_correlation, rank_correlation, top_k_overlap
-from emotion.explainers.gradcam import GRADCAM
 from emotion.explainers.groundtruth import dilate
 from emotion.explainers.lime import (
     LimeConfig,
@@ -28,6 +27,7 @@ from emotion.explainers.lime import (
     perturbed_faces,
     segment_face,
 )
+from emotion.explainers.saliency import GRADCAM_LAST
 from emotion.model import build_model
 from emotion.model_io import load_model
 from training.synthetic import make_dataset
@@ -36,7 +36,7 @@ from training.synthetic import make_dataset
 def _gradcam_per_class(model, face) -> np.ndarray:
     from bench.explain import Baseline  # pytorch-grad-cam called once per class, as documented
 
-    return Baseline(model).gradcams(face)
+    return Baseline(model, cam_layer=model.cam_layer_name).gradcams(face)
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +57,8 @@ def test_gradcam_from_the_forward_equals_pytorch_grad_cam_per_class(demo_folder,
     bf16_correlations = []
     for face in faces:
         slow = _gradcam_per_class(exact, face)
-        fast = GRADCAM.for_face(exact, face)
-        fast_bf16 = GRADCAM.for_face(demo_bf16, face)
+        fast = GRADCAM_LAST.for_face(exact, face)
+        fast_bf16 = GRADCAM_LAST.for_face(demo_bf16, face)
         for c, label in enumerate(exact.labels):
             np.testing.assert_allclose(fast[label], slow[c], atol=1e-4)  # the same arithmetic
             # bf16 features: the same maps up to rounding.
@@ -75,7 +75,7 @@ def test_gradcam_falls_back_to_backprop_for_other_heads(faces):
     model = build_model("resnet18", drop_rate=0.0, model_args={"output_stride": 16, "global_pool": "max"})
     assert not model.has_pooled_linear_head
     face = faces[0]
-    maps = GRADCAM.for_face(model, face)
+    maps = GRADCAM_LAST.for_face(model, face)
     slow = _gradcam_per_class(model, face)
     for c, label in enumerate(model.labels):
         assert map_correlation(maps[label], slow[c]) > 0.999
@@ -246,7 +246,7 @@ def test_video_path_gives_the_photo_paths_answers(demo_model):
     for box, probs, cams in zip(result.boxes, result.probabilities, result.gradcams, strict=True):
         crop = crop_face(frame, box, margin=VIDEO_DETECT.margin)
         np.testing.assert_allclose(probs, demo_model.predict(crop), atol=1e-3)
-        photo_maps = GRADCAM.for_face(demo_model, crop)
+        photo_maps = GRADCAM_LAST.for_face(demo_model, crop)
         for c, label in enumerate(demo_model.labels):
             assert map_correlation(cams[c], photo_maps[label]) > 0.999
     drawn = annotate_frame(frame, result, demo_model.labels)

@@ -118,8 +118,11 @@ def test_a_method_that_is_not_default_runs_only_when_named(untrained_model, astr
 def test_notes_are_built_from_the_model_and_the_settings(untrained_model, brightness):
     notes = explainer_notes(untrained_model)
     assert list(notes) == list(method_names()) and list(notes)[-1] == "brightness"
-    # resnet18 at output_stride 16 on 100×100 faces: layer4 is 7×7, from the forward's features.
-    assert "`layer4`" in notes["gradcam"] and "7×7" in notes["gradcam"] and "stride 16" in notes["gradcam"]
+    # resnet18 at output_stride 16 on 100×100 faces: layer2 is 13×13; layer4, 7×7, from the
+    # forward's features.
+    assert "`layer2`" in notes["gradcam"] and "13×13" in notes["gradcam"] and "stride 8" in notes["gradcam"]
+    last = notes["gradcam_last"]
+    assert "`layer4`" in last and "7×7" in last and "stride 16" in last and "forward's features" in last
     assert "about 48 SLIC superpixels" in notes["lime"] and "128 perturbed faces" in notes["lime"]
     assert notes["brightness"] == "Brightness of the 100-px face times 1.0."
     other = explainer_notes(untrained_model, ("lime",), lime=LimeConfig(n_segments=30, num_samples=256))

@@ -15,7 +15,7 @@ from emotion.explainers.registry import default_methods, get_explainer, method_n
 from emotion.explainers.saliency import guided_backprop, input_gradients
 from training.synthetic import make_dataset
 
-FAST = ("gradcam_layer2", "gradcam_pp", "guided_backprop", "guided_gradcam", "saliency", "smoothgrad")
+FAST = ("gradcam_last", "gradcam_pp", "guided_backprop", "guided_gradcam", "saliency", "smoothgrad")
 
 
 @pytest.fixture(scope="module")
@@ -43,18 +43,25 @@ def test_each_method_maps_every_label_of_every_face(untrained_model, two_faces, 
     _check_maps(get_explainer(name)(untrained_model, two_faces), len(two_faces))
 
 
-def test_layer2_gradcam_is_the_librarys_gradcam_at_layer2(untrained_model, two_faces):
-    """Known answer: pytorch-grad-cam's own GradCAM on `layer2`, called directly, one label."""
+def test_the_default_gradcam_is_the_librarys_gradcam_at_layer2(untrained_model, two_faces):
+    """Known answer: pytorch-grad-cam's own GradCAM on `layer2` (the stride-8 stage), called
+    directly, face by face and one label at a time; the project's batches faces and labels."""
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    maps = get_explainer("gradcam_layer2").for_face(untrained_model, two_faces[0])
-    x = untrained_model.to_tensor(two_faces[0])
     net = untrained_model.net
-    with torch.autocast("cpu", enabled=False), GradCAM(model=net, target_layers=[net.layer2]) as cam:
-        want = cam(input_tensor=x, targets=[ClassifierOutputTarget(EMOTIONS.index("sad"))])[0]
-    np.testing.assert_allclose(maps["sad"], want, atol=1e-5)
-    assert map_correlation(maps["sad"], maps["happy"]) < 0.999  # each label its own target
+    assert untrained_model.fine_cam_layer_name == "layer2" and untrained_model.fine_cam_grid == (13, 13)
+    hooks = len(net.layer2._forward_hooks)
+    maps = get_explainer("gradcam")(untrained_model, two_faces)
+    assert len(net.layer2._forward_hooks) == hooks  # its hook is gone
+    for face, face_maps in zip(two_faces, maps, strict=True):
+        x = untrained_model.to_tensor(face)
+        for label in ("sad", "angry"):
+            with torch.autocast("cpu", enabled=False), GradCAM(model=net, target_layers=[net.layer2]) as cam:
+                want = cam(input_tensor=x, targets=[ClassifierOutputTarget(EMOTIONS.index(label))])[0]
+            np.testing.assert_allclose(face_maps[label], want, atol=1e-5)
+        assert map_correlation(face_maps["sad"], face_maps["happy"]) < 0.999  # each label its own target
+    assert map_correlation(maps[0]["sad"], maps[1]["sad"]) < 0.999  # each face its own maps
 
 
 @pytest.mark.slow

@@ -85,8 +85,12 @@ def face_timeline(number: int, probs: list[list[float]], times: list[float] | No
         p,
         p.copy(),
         np.zeros((n, 100, 100, 3), np.uint8),
-        np.zeros((n, len(LABELS), 100, 100), np.uint8),
     )
+
+
+def flat_maps(crops: np.ndarray) -> np.ndarray:
+    """Stands in for Grad-CAM where only the choice of key frames is tested."""
+    return np.zeros((len(crops), len(LABELS), *crops.shape[1:3]), np.float32)
 
 
 HAPPY, ANGRY = [0.8, 0.05, 0.05, 0.05, 0.05], [0.1, 0.05, 0.05, 0.75, 0.05]
@@ -95,7 +99,7 @@ HAPPIER, ANGRIER = [0.9, 0.025, 0.025, 0.025, 0.025], [0.05, 0.025, 0.025, 0.875
 
 def test_key_frames_are_the_start_each_change_and_each_shown_emotions_peak():
     face = face_timeline(1, [HAPPY, HAPPIER, HAPPY, ANGRY, ANGRIER, ANGRY])
-    keys = key_frames([face], LABELS, limit=10)
+    keys = key_frames([face], LABELS, limit=10, gradcams=flat_maps)
     assert [(k.time_s, k.why) for k in keys] == [
         (0.0, "start: happy"),
         (pytest.approx(0.2), "peak of happy"),
@@ -105,7 +109,7 @@ def test_key_frames_are_the_start_each_change_and_each_shown_emotions_peak():
     assert [k.label for k in keys] == ["happy", "happy", "angry", "angry"]
     assert keys[3].probability == pytest.approx(0.875) and keys[3].image.shape == (200, 200, 3)
     # A face whose emotion never changes (the control) has no change among its key frames.
-    steady = key_frames([face_timeline(1, [HAPPY, HAPPIER, HAPPY])], LABELS, limit=10)
+    steady = key_frames([face_timeline(1, [HAPPY, HAPPIER, HAPPY])], LABELS, limit=10, gradcams=flat_maps)
     assert not any("→" in k.why for k in steady)
 
 
@@ -114,7 +118,7 @@ def test_a_lead_of_a_few_points_is_not_a_change_of_emotion():
     noise = [[0.2, 0.21, 0.19, 0.2, 0.2], [0.2, 0.2, 0.19, 0.22, 0.19], [0.2, 0.22, 0.19, 0.2, 0.19]]
     face = face_timeline(1, noise * 3)
     assert set(face.dominant()) == {1}  # sad, the first top, kept
-    assert not any("→" in k.why for k in key_frames([face], LABELS, limit=10))
+    assert not any("→" in k.why for k in key_frames([face], LABELS, limit=10, gradcams=flat_maps))
     # A lead of 10 points or more is one.
     assert face_timeline(1, [HAPPY, [0.3, 0.05, 0.05, 0.55, 0.05]]).dominant().tolist() == [0, 3]
 
@@ -122,7 +126,7 @@ def test_a_lead_of_a_few_points_is_not_a_change_of_emotion():
 def test_key_frames_are_capped_with_the_longest_seen_face_first():
     short = face_timeline(1, [ANGRY, ANGRIER])
     long = face_timeline(2, [HAPPY, ANGRY, HAPPY, ANGRY, HAPPY])
-    keys = key_frames([short, long], LABELS, limit=3)
+    keys = key_frames([short, long], LABELS, limit=3, gradcams=flat_maps)
     assert len(keys) == 3 and {k.face for k in keys} == {2}
 
 

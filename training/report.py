@@ -3,8 +3,9 @@
 The seed's lesson: a ResNet learned "angry" from a corner of the background, and only per-class
 maps showed it. This report makes that visible and checks it causally, class by class:
 
-- the mean Grad-CAM (and LIME) of each class over its correctly classified faces, with the share
-  of each map's mass that lies outside the face and its spread over the faces;
+- the mean Grad-CAM (the last stage's, `emotion.explainers.gradcam.gradcams`: no backward
+  pass, so cheap over hundreds of faces) and LIME of each class over its correctly classified
+  faces, with the share of each map's mass that lies outside the face and its spread over them;
 - an occlusion test: the class's strongest background region (from its mean Grad-CAM) is covered
   with the fudge colour on each of those faces, and the mean drop of the class's probability is
   reported next to the drop from covering random background regions of the same size. A map
@@ -610,7 +611,8 @@ def render_html(report: ModelReport, files: dict[str, str], compare=None) -> str
         "around it on each correctly classified face, against random background regions of the same "
         "area; flagged when "
         f"the drop is ≥ {report.config.flag_drop:.2f} and ≥ {report.config.flag_margin:.2f} above the "
-        "random squares' drop.</p>"
+        "random squares' drop. Grad-CAM here is the last stage's (from the forward, cheap over "
+        "hundreds of faces), not the page's default at the stride-8 stage.</p>"
     )
     if compare is None:
         body = _model_section(report, files, "Model")
