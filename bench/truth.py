@@ -37,7 +37,7 @@ import numpy as np
 
 from bench import emit, load_bench_model
 from emotion.cli import command
-from emotion.explainers.groundtruth import centred_blob, dilate, pointing_hit, region_share
+from emotion.explainers.groundtruth import centred_blob, dilate, pointing_score, region_share
 from emotion.explainers.registry import get_explainer, title_of
 from emotion.labels import EMOTIONS
 from emotion.model import EmotionModel
@@ -63,30 +63,29 @@ def control_map(name: str, faces: SyntheticSet, i: int) -> np.ndarray:
 
 
 def pointing(model: EmotionModel, faces: SyntheticSet, methods: tuple[str, ...], tolerance: int = 4):
-    """{method or control: {class: {"pointing": share of hits, "in_regions": mean mass share, "n"}}}
-    over the correctly classified faces, each scored on its predicted (= true) emotion's map."""
+    """{method or control: {class: {"pointing": mean pointing score, "in_regions": mean mass share,
+    "n"}}} over the correctly classified faces, each scored on its predicted (= true) emotion's map."""
     pred = model.predict(faces.images).argmax(1)
     right = np.flatnonzero(pred == faces.labels)
-    rows: dict[str, dict[str, list[tuple[bool, float]]]] = {}
-    rng = np.random.default_rng(0)
+    rows: dict[str, dict[str, list[tuple[float, float]]]] = {}
     for method in methods:
         maps = get_explainer(method)(model, faces.images[right])
         for face_maps, i in zip(maps, right, strict=True):
-            _score(rows, method, faces, i, face_maps[EMOTIONS[faces.labels[i]]], tolerance, rng)
+            _score(rows, method, faces, i, face_maps[EMOTIONS[faces.labels[i]]], tolerance)
     for control in CONTROLS:
         for i in right:
-            _score(rows, control, faces, i, control_map(control, faces, i), tolerance, rng)
+            _score(rows, control, faces, i, control_map(control, faces, i), tolerance)
     return {name: _summarise(per_class) for name, per_class in rows.items()}, len(right), len(faces.labels)
 
 
-def _score(rows, name, faces, i, heat, tolerance, rng) -> None:
+def _score(rows, name, faces, i, heat, tolerance) -> None:
     label = EMOTIONS[faces.labels[i]]
     region = truth_regions(faces, i, label)
-    hit = pointing_hit(heat, region, tolerance=tolerance, rng=rng)
+    hit = pointing_score(heat, region, tolerance=tolerance)
     rows.setdefault(name, {}).setdefault(label, []).append((hit, region_share(heat, region)))
 
 
-def _summarise(per_class: dict[str, list[tuple[bool, float]]]) -> dict[str, dict[str, float]]:
+def _summarise(per_class: dict[str, list[tuple[float, float]]]) -> dict[str, dict[str, float]]:
     out = {
         label: {
             "pointing": float(np.mean([h for h, _ in v])),

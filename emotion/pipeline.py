@@ -49,7 +49,7 @@ def explain(
     `face` picks which detected face to explain (0 = largest) or "all". `whole_image` says when
     the centred square of the photo stands in for a face: never (no face → NoFaceError), only if
     no face is found, or always (the input is already a face crop). A method's settings go by
-    its name: `lime=LimeConfig(num_samples=256)`.
+    its name: `lime=LimeConfig(num_samples=512)`.
 
     Every map gets its figures (emotion.explainers.figures) in `FaceResult.figures`: the share
     of it outside the face box (detected faces) and LIME's surrogate R², both nearly free.

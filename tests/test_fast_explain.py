@@ -424,7 +424,8 @@ def test_lime_weights_are_lime_images_on_the_same_patterns(faces, monkeypatch):
     model = _BandModel()
     ours, _ = lime_fit(model, face, segments, LimeConfig())
     (data, labels), n_features = drawn[0], int(segments.max()) + 1
-    assert issubclass(OrthogonalLimeExplainer, HiddenAsLimeExplainer) and data.shape == (128, n_features)
+    assert issubclass(OrthogonalLimeExplainer, HiddenAsLimeExplainer)
+    assert data.shape == (LimeConfig().num_samples, n_features)
 
     distances = sklearn.metrics.pairwise_distances(data, data[:1], metric="cosine").ravel()
 

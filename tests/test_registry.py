@@ -123,10 +123,10 @@ def test_notes_are_built_from_the_model_and_the_settings(untrained_model, bright
     assert "`layer2`" in notes["gradcam"] and "13×13" in notes["gradcam"] and "stride 8" in notes["gradcam"]
     last = notes["gradcam_last"]
     assert "`layer4`" in last and "7×7" in last and "stride 16" in last and "forward's features" in last
-    assert "about 48 SLIC superpixels" in notes["lime"] and "128 perturbed faces" in notes["lime"]
+    assert "SLIC for 96 superpixels" in notes["lime"] and "256 perturbed faces" in notes["lime"]
     assert notes["brightness"] == "Brightness of the 100-px face times 1.0."
-    other = explainer_notes(untrained_model, ("lime",), lime=LimeConfig(n_segments=30, num_samples=256))
-    assert list(other) == ["lime"] and "about 30 SLIC" in other["lime"] and "256 perturbed" in other["lime"]
+    other = explainer_notes(untrained_model, ("lime",), lime=LimeConfig(n_segments=30, num_samples=64))
+    assert list(other) == ["lime"] and "SLIC for 30" in other["lime"] and "64 perturbed" in other["lime"]
 
 
 @pytest.fixture
@@ -199,7 +199,7 @@ def test_the_page_has_one_gallery_per_method_and_explain_fills_each(untrained_mo
     demo = build_demo(untrained_model, lime=FAST_LIME)
     assert _gallery_labels(demo) == ["Grad-CAM per emotion", "LIME per emotion", "Brightness per emotion"]
     notes = " ".join(block.value or "" for block in demo.blocks.values() if isinstance(block, gr.Markdown))
-    assert "**Brightness**: Brightness of the 100-px face" in notes and "about 48 SLIC" in notes
+    assert "**Brightness**: Brightness of the 100-px face" in notes and "SLIC for 96 superpixels" in notes
     endpoint = _explain_fn(demo)
     assert len(endpoint.outputs) == 2 + 3 + 1  # boxes, probabilities, one gallery per method, timings
     boxed, probs, *galleries, timings = endpoint.fn(str(photo_path), 1, False)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from emotion import EMOTIONS
-from emotion.explainers.groundtruth import centred_blob, pointing_hit, region_share
+from emotion.explainers.groundtruth import centred_blob, dilate, pointing_score, region_share
 from emotion.runs import REPORT_FILES, RunFolder
 from training.report import (
     ReportConfig,
@@ -64,22 +64,26 @@ def faces():
 
 
 def test_a_map_equal_to_the_region_scores_at_the_top_and_a_uniform_map_low(faces):
-    rng = np.random.default_rng(0)
     for i in range(len(faces.labels)):
         region = faces.masks["mouth"][i]
-        assert pointing_hit(region.astype(np.float32), region, rng=rng)
+        assert pointing_score(region.astype(np.float32), region) == 1.0
         assert region_share(region.astype(np.float32), region) == pytest.approx(1.0)
         uniform = np.ones(region.shape, np.float32)
+        # A flat map points at every pixel: it scores the share within the tolerance, chance.
+        assert pointing_score(uniform, region) == pytest.approx(dilate(region, 4).mean())
+        assert pointing_score(uniform, region) < 0.2
         assert region_share(uniform, region) == pytest.approx(region.mean())
         assert region.mean() < 0.1  # so "low" means something
+        corner = np.zeros(region.shape, np.float32)
+        corner[0, 0] = 1.0  # one peak, far from any mouth
+        assert not dilate(region, 4)[0, 0] and pointing_score(corner, region) == 0.0
 
 
 def test_the_centred_blob_control_misses_the_emotion_regions(faces):
     """The control that must fail: it knows where faces are, not where the emotion is."""
-    rng = np.random.default_rng(0)
     blob = centred_blob(100)
     hits = [
-        pointing_hit(blob, np.any([faces.masks[r][i] for r in defining_regions(EMOTIONS[y])], 0), rng=rng)
+        pointing_score(blob, np.any([faces.masks[r][i] for r in defining_regions(EMOTIONS[y])], 0))
         for i, y in enumerate(faces.labels)
     ]
     assert np.mean(hits) < 0.5, hits

@@ -5,9 +5,10 @@ emotion (`training.synthetic.defining_regions`), so `bench.truth` and the meanin
 of any map, and of controls that ignore the image, the same two questions:
 
 - the pointing game (Zhang et al. 2016): does the map's maximum fall inside the region, within a
-  small tolerance? A map that is flat at its top (a binary mask, LIME's segments) points at a
-  pixel drawn at random among its maxima, so a flat map scores what chance gives it, not what the
-  first pixel in memory order happens to give;
+  small tolerance? A map that is flat at its top (a binary mask, LIME's segments) has many
+  maxima; it scores the share of them inside, i.e. the expected outcome of pointing at one of
+  them at random, so a flat map scores what chance gives it (not what the first pixel in memory
+  order happens to give) and without the noise of one random draw;
 - the share of the map's mass inside the region.
 """
 
@@ -17,14 +18,13 @@ import cv2
 import numpy as np
 
 
-def pointing_hit(heat: np.ndarray, region: np.ndarray, *, tolerance: int = 4, rng=None) -> bool:
-    """True if the maximum of `heat` lies within `tolerance` px of `region` (H×W bool). The
-    tolerance: a Grad-CAM cell is 16 px at stride 16, and the pointing game's usual 15 px at 224
-    px is about 7 px at 100; 4 px keeps a thin brow a target without making the face one."""
-    rng = np.random.default_rng(0) if rng is None else rng
-    target = dilate(region, tolerance)
-    peaks = np.flatnonzero(heat.ravel() >= heat.max())
-    return bool(target.ravel()[peaks[rng.integers(len(peaks))]])
+def pointing_score(heat: np.ndarray, region: np.ndarray, *, tolerance: int = 4) -> float:
+    """1.0 if the maximum of `heat` lies within `tolerance` px of `region` (H×W bool), else 0.0;
+    for a map with several maxima, the share of them that do. The tolerance: a Grad-CAM cell is
+    16 px at stride 16, and the pointing game's usual 15 px at 224 px is about 7 px at 100; 4 px
+    keeps a thin brow a target without making the face one."""
+    peaks = heat >= heat.max()
+    return float(np.count_nonzero(peaks & dilate(region, tolerance)) / np.count_nonzero(peaks))
 
 
 def region_share(heat: np.ndarray, region: np.ndarray) -> float:
