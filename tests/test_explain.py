@@ -92,9 +92,10 @@ def test_segmentation_cuts_a_face_into_feature_sized_pieces(astronaut):
     face = crop_face(astronaut, detect_faces(astronaut)[0])
     segments = segment_face(face)
     n = len(np.unique(segments))
-    assert 30 <= n <= 70, n
-    # No segment is larger than a sixth of the face, so a mouth cannot share one with the chin.
-    assert np.bincount(segments.ravel()).max() < 100 * 100 / 6
+    assert 60 <= n <= 110, n  # 96 asked for; 74-90 on the astronaut and on drawn faces
+    # No segment is larger than a twentieth of the face, so a mouth cannot share one with the
+    # chin, nor a brow with the forehead above it.
+    assert np.bincount(segments.ravel()).max() < 100 * 100 / 20
 
 
 def test_last_stage_gradcam_runs_the_whole_batch_and_releases_its_hooks(untrained_model, astronaut):
