@@ -44,7 +44,12 @@ def gradcam_explain(
     config: None,
 ) -> list[Maps]:
     """The registry's signature over `stage_gradcams` at the stride-8 stage: one {label: map} per face."""
-    return [dict(zip(model.labels, face_cams, strict=True)) for face_cams in default_gradcams(model, faces)]
+    return _label_maps(model, default_gradcams(model, faces))
+
+
+def _label_maps(model: EmotionModel, cams: np.ndarray) -> list[Maps]:
+    """N×C×H×W maps → one {label: H×W map} per face, as the registry's methods return them."""
+    return [dict(zip(model.labels, face_cams, strict=True)) for face_cams in cams]
 
 
 def gradcam_note(model: EmotionModel, config: None) -> str:
@@ -74,7 +79,7 @@ def last_stage_explain(
     config: None,
 ) -> list[Maps]:
     """The registry's signature over `gradcams` (the last stage): one {label: map} per face."""
-    return [dict(zip(model.labels, face_cams, strict=True)) for face_cams in gradcams(model, faces, features)]
+    return _label_maps(model, gradcams(model, faces, features))
 
 
 def last_stage_note(model: EmotionModel, config: None) -> str:
