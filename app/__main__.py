@@ -4,7 +4,7 @@ The page's method picker offers every registered explanation method; --methods s
 ticked when it opens.
 
 With no model (no --model and no EMOTION_MODEL), the synthetic demo model is built on first run
-(about 3 minutes on 2 CPU cores) and reused after; the page says plainly that it is one. The page
+(about 4 minutes on 2 CPU cores) and reused after; the page says plainly that it is one. The page
 answers at once meanwhile, with the time left, and explains once the model is ready.
 """
 
@@ -54,7 +54,7 @@ def _warmed_up(model, lime):
 
 def _demo_model(lime):
     """The synthetic demo model: loaded now if it is cached, else built in the background while
-    the page already answers (a first build trains for about 3 minutes)."""
+    the page already answers (a first build takes about 4 minutes)."""
     from emotion import load_model
     from emotion.pending import PendingModel
     from training.demo import EXPECTED_BUILD_S, cached_demo_model, ensure_demo_model

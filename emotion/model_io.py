@@ -35,7 +35,7 @@ from emotion.runs import RunFolder
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".ckpt", ".pkl")  # never loaded: they can run code
-DEMO_MODEL_NAME = "demo-synthetic-v2"  # v2: a run folder, v1 was a model folder
+DEMO_MODEL_NAME = "demo-synthetic-v3"  # v3: trained to its last step; v2 could be cut by a 140 s clock
 _HUB_ID = re.compile(r"^(?:hf_hub:|hf-hub:)?([\w.\-]+/[\w.\-]+)(?:@([\w.\-/]+))?$")
 _LOCAL_DIR = "local-dir:"  # timm's prefix for a folder, accepted here too
 _LAYOUTS = (
@@ -74,7 +74,7 @@ def load_model(
         if not (folder / WEIGHTS_NAME).is_file():
             raise ModelLoadError(
                 f"The demo model is not built yet (looked in {folder}). Run `python -m training.demo` "
-                "(about 3 minutes on 2 CPU cores) or start `python -m app`, which builds it."
+                "(about 4 minutes on 2 CPU cores) or start `python -m app`, which builds it."
             )
         label = f"demo model ({folder})"
     else:

@@ -1,10 +1,10 @@
 """A model that is still being prepared, so a server can answer before it is ready.
 
-The demo model's first build trains a network for about three minutes. A page that waited for
+The demo model's first build trains a network for about four minutes. A page that waited for
 it would print nothing on its port for that long; instead `python -m app` starts the build in a
 background thread, serves the page at once, and each request asks `PendingModel.get()`: the
-model, or a `ModelNotReadyError` that says how long is left. The demo preset trains to a clock
-(`TrainConfig.time_budget_s`), so elapsed time against the expected total is its progress.
+model, or a `ModelNotReadyError` that says how long is left: elapsed time against the build's
+usual duration, measured (`training.demo.EXPECTED_BUILD_S`), is its progress.
 """
 
 from __future__ import annotations

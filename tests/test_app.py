@@ -14,6 +14,7 @@ from PIL import Image
 
 from emotion import EMOTIONS
 from emotion.explainers.registry import default_methods, method_names, title_of
+from emotion.model_io import DEMO_MODEL_NAME
 
 from .conftest import ROOT, method_galleries, running, served_untrained_app, write_clip
 
@@ -190,7 +191,7 @@ def test_first_start_serves_the_page_while_the_demo_model_is_built(astronaut, tm
         text, _ = client.predict(api_name="/model_report")
         assert "once the model is ready" in text
     # Stopped mid-build: the half-trained model is not left where the next start would use it.
-    assert not (tmp_path / "cache" / "demo-synthetic-v2").exists()
+    assert not (tmp_path / "cache" / DEMO_MODEL_NAME).exists()
 
 
 def test_an_upload_over_the_size_limit_is_refused_and_the_server_keeps_serving(client, tmp_path):

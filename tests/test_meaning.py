@@ -66,7 +66,7 @@ def _happy_mouth_wins(explainer, model, faces) -> list[bool]:
 
 
 # Measured on the demo model (issue 10): it reads happy from the mouth. Swapping the mouth for
-# the same face's neutral one drops P(happy) by 0.58, the brows by -0.04 and the eyes by -0.02
+# the same face's neutral one drops P(happy) by 0.85, the brows by 0.00 and the eyes by 0.03
 # (`python -m bench.truth --parts pointing`, region swaps). The default Grad-CAM reads the
 # stride-8 stage for this: the last stage's map, each of whose cells sees the whole face, is a
 # blob near the nose that weighed the mouth above brows + eyes on 1 of 8 happy faces, as often as
@@ -89,6 +89,10 @@ def _pointing_score(heat_of, model, faces) -> float:
     return float(np.mean(scores))
 
 
+# The bar is 0.8, not issue 10's 90 %: that target is measured by `bench.truth` on the demo model
+# over 800 unseen faces (90.5-95.5 % per seed), while this model is retrained on whatever machine
+# runs the tests (bf16 where the CPU has AMX) and a model trained from another seed scored 82 %
+# (Grad-CAM) and 86 % (LIME) on these 39 faces, where the demo model scores 97 % and 100 %.
 def test_gradcam_points_at_the_defining_regions_and_a_blob_does_not(demo_model, fresh_faces):
     score = _pointing_score(
         lambda i, label: GRADCAM.for_face(demo_model, fresh_faces.images[i])[label], demo_model, fresh_faces

@@ -90,8 +90,8 @@ class TrainConfig:
 
 
 def demo_preset() -> TrainConfig:
-    """The demo model: a timm resnet10t on 1000 drawn faces per emotion, ≥ 95 % validation
-    accuracy in under 3 minutes on 2 CPU cores, built by the first `python -m app` with no model."""
+    """The demo model: a timm resnet10t on 1000 drawn faces per emotion, 99 % validation accuracy
+    in about 4 minutes on 2 CPU cores, built by the first `python -m app` with no model."""
     # Measured on 2 AVX2 cores without AMX (fp32 training, stride 16, batch 32): resnet18 trains
     # at 33 img/s on 100-px faces and 114 on 48-px ones, resnet10t at 60 and 245, so only
     # resnet10t fits the preset's 624 steps in the budget (98.5 % after 167 s, all included).
@@ -106,7 +106,12 @@ def demo_preset() -> TrainConfig:
         warmup_frac=0.1,
         balance="none",  # the drawn classes are balanced
         patience=10**6,
-        time_budget_s=140.0,  # + drawing the faces, start-up and the final outputs: < 3 minutes
+        # A cap for a machine far slower than 2 cores, not a target: all 624 steps take 218 s on 2
+        # busy AVX2 cores. A 140 s clock, the earlier target, cut a run at 3 of 4 epochs on a busy
+        # machine: 91.7 % accuracy, and Grad-CAM pointed at the emotion's features on 87 % of
+        # unseen faces against 98 % after all the steps (`bench.truth`). The maps' quality must
+        # not depend on how busy the machine was.
+        time_budget_s=600.0,
         small_until=0.6,
         small_size=48,
         validate_every_epoch=False,
