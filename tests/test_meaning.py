@@ -90,7 +90,7 @@ def _pointing_score(heat_of, model, faces) -> float:
 
 
 # The bar is 0.8, not issue 10's 90 %: that target is measured by `bench.truth` on the demo model
-# over 800 unseen faces (90.5-95.5 % per seed), while this model is retrained on whatever machine
+# over about 800 unseen faces (90.5-95.5 % per seed), while this model is retrained on whatever machine
 # runs the tests (bf16 where the CPU has AMX) and a model trained from another seed scored 82 %
 # (Grad-CAM) and 86 % (LIME) on these 39 faces, where the demo model scores 97 % and 100 %.
 def test_gradcam_points_at_the_defining_regions_and_a_blob_does_not(demo_model, fresh_faces):
