@@ -3,13 +3,14 @@
 **The default Grad-CAM reads the stage at stride 8** (`model.fine_cam_layer_name`, `layer2` in
 timm's ResNets at output_stride 16: a 13×13 map on a 100-px face). At the last stage each cell
 sees the whole face, and on the demo model that map's peak fell on the regions that define the
-emotion (`python -m bench.truth`, the pointing game) for 44–49 % of faces, and on the mouth
-of hardly any happy face; at stride 8 it did for 90.5–95.5 % (four seeds no setting was chosen
-on, about 200 faces each; the stage was chosen on four others). That is the demo model, trained
-from seed 0: the same recipe from seed 1 scored 78–83 % (README, *Proved on ground truth*).
-`stage_gradcams` computes it with one forward that keeps the stage's output and one batched backward for all
-labels: the same maps as pytorch-grad-cam's `GradCAM` at that layer (tests/test_saliency.py)
-without repeating the face once per label, about 40 ms a face on 2 CPU cores.
+emotion (`python -m bench.truth`, the pointing game) for 44–49 % of faces, and on the mouth of
+hardly any happy face; at stride 8 it did for 90.5–95.5 % (four seeds no setting was chosen on,
+about 200 faces each; the stage was chosen on four others). That is the demo model, trained from
+seed 0: the same recipe scored 94–96.5 % from seed 2 and 78–83 % from seed 1 (README, *Proved on
+ground truth*). `stage_gradcams` computes it with one forward that keeps the stage's output and
+one batched backward for all labels: the same maps as pytorch-grad-cam's `GradCAM` at that layer
+(tests/test_saliency.py) without repeating the face once per label, about 40 ms a face on 2 CPU
+cores.
 
 **The last stage's Grad-CAM** (`gradcams`; the opt-in method "gradcam_last") needs no backward
 pass: with a global-average-pool + linear head right after the last block (every timm ResNet),
