@@ -51,11 +51,6 @@ RATES = (0.0, 0.2, 0.5, 0.8, 1.0)
 
 
 # --- pointing game ------------------------------------------------------------------------
-def truth_regions(faces: SyntheticSet, i: int, label: str) -> np.ndarray:
-    """H×W bool: the regions that define `label` on face i."""
-    return np.any([faces.masks[r][i] for r in defining_regions(label)], axis=0)
-
-
 def control_map(name: str, faces: SyntheticSet, i: int) -> np.ndarray:
     if name == "blob":
         return centred_blob(faces.images.shape[1])
@@ -80,7 +75,7 @@ def pointing(model: EmotionModel, faces: SyntheticSet, methods: tuple[str, ...],
 
 def _score(rows, name, faces, i, heat, tolerance) -> None:
     label = EMOTIONS[faces.labels[i]]
-    region = truth_regions(faces, i, label)
+    region = faces.defining_mask(i, label)
     hit = pointing_score(heat, region, tolerance=tolerance)
     rows.setdefault(name, {}).setdefault(label, []).append((hit, region_share(heat, region)))
 

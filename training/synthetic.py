@@ -142,6 +142,11 @@ class SyntheticSet:
     labels: np.ndarray  # N int64, index into EMOTIONS
     masks: dict[str, np.ndarray]  # REGIONS -> N x 100 x 100 bool
 
+    def defining_mask(self, i: int, label: str) -> np.ndarray:
+        """H×W bool: face i's regions that define `label` (`defining_regions`), the ground truth
+        the pointing game and the meaning tests score maps against."""
+        return np.any([self.masks[r][i] for r in defining_regions(label)], axis=0)
+
 
 def _bezier(p0, p1, p2) -> np.ndarray:
     """Quadratic Bezier through p0 and p2 whose midpoint lies halfway from the chord to p1."""
