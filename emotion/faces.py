@@ -173,8 +173,19 @@ def _check_size(width: int, height: int) -> None:
         )
 
 
+def has_haar_cascade() -> bool:
+    """Whether this OpenCV can detect faces: 5.x removed `CascadeClassifier`."""
+    return hasattr(cv2, "CascadeClassifier")
+
+
 @lru_cache(maxsize=1)
 def _cascade() -> cv2.CascadeClassifier:
+    if not has_haar_cascade():
+        raise RuntimeError(
+            f"OpenCV {cv2.__version__} has no CascadeClassifier (OpenCV 5 removed it), so it cannot "
+            "find faces: install 'opencv-python-headless<5', or pass face crops with "
+            "whole_image='always'."
+        )
     path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
     cascade = cv2.CascadeClassifier(str(path))
     if cascade.empty():

@@ -197,13 +197,18 @@ class EmotionModel:
 
     def to_tensor(self, faces: np.ndarray) -> torch.Tensor:
         """N×H×W×3 (or H×W×3) uint8 RGB faces → normalised N×3×S×S float tensor."""
+        return self.to_tensor_from_uint8(self._uint8_batch(faces))
+
+    @staticmethod
+    def _uint8_batch(faces: np.ndarray) -> torch.Tensor:
+        """N×H×W×3 (or H×W×3) uint8 array → N×3×H×W uint8 tensor viewing it (channels last)."""
         arr = np.asarray(faces)
         if arr.ndim == 3:
             arr = arr[None]
         arr = np.ascontiguousarray(arr)
         if not arr.flags.writeable:  # torch.from_numpy warns on read-only views (decoded images)
             arr = arr.copy()
-        return self.to_tensor_from_uint8(torch.from_numpy(arr).permute(0, 3, 1, 2))
+        return torch.from_numpy(arr).permute(0, 3, 1, 2)
 
     def to_tensor_from_uint8(self, x: torch.Tensor) -> torch.Tensor:
         """N×3×H×W uint8 tensor → normalised float tensor at the input size, on the model's device."""
@@ -215,6 +220,14 @@ class EmotionModel:
         return x.contiguous(memory_format=torch.channels_last)
 
     @torch.inference_mode()
+    def probabilities(self, faces: torch.Tensor) -> torch.Tensor:
+        """N×C float32 class probabilities of N×3×H×W uint8 faces (any strides), left on the
+        model's device: for callers that keep their work there, such as LIME's fits."""
+        with self.autocast():
+            logits = self.inference_net(self.to_tensor_from_uint8(faces))
+        return torch.softmax(logits.float(), dim=1)
+
+    @torch.inference_mode()
     def predict(self, faces: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Class probabilities, N×C float32, columns in `self.labels` order."""
         arr = np.asarray(faces)
@@ -222,9 +235,8 @@ class EmotionModel:
         arr = arr[None] if single else arr
         out = []
         for start in range(0, len(arr), batch_size):
-            with self.autocast():
-                logits = self.inference_net(self.to_tensor(arr[start : start + batch_size]))
-            out.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+            batch = self._uint8_batch(arr[start : start + batch_size])
+            out.append(self.probabilities(batch).cpu().numpy())
         probs = np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
         return probs[0] if single else probs
 

@@ -20,12 +20,14 @@ from emotion.explainers.compare import lime_agreement, map_correlation, rank_cor
 from emotion.explainers.groundtruth import dilate
 from emotion.explainers.lime import (
     LimeConfig,
-    OrthogonalLimeExplainer,
     hidden_face,
     lime_fit,
+    lime_kernel_weights,
     orthogonal_patterns,
     perturbed_faces,
+    perturbed_probabilities,
     segment_face,
+    weighted_ridge,
 )
 from emotion.explainers.saliency import GRADCAM_LAST
 from emotion.model import build_model
@@ -124,20 +126,21 @@ def test_orthogonal_patterns_are_balanced_complementary_and_uniform():
     assert abs(np.std(many.sum(1)) - np.std(rows.sum(1))) < 0.2  # the same spread of "on" counts
 
 
-def test_orthogonal_explainer_feeds_lime_the_faces_its_patterns_describe(faces):
+def _perturbed(face, fill, segments, data) -> np.ndarray:
+    """`perturbed_faces` on numpy arrays, as lime_image's faces are."""
+    return perturbed_faces(*map(torch.from_numpy, (face, fill, segments, data))).numpy()
+
+
+def test_the_model_is_asked_about_the_faces_the_patterns_describe(faces):
     face = faces[0]
     segments = segment_face(face)
-    seen = []
-
-    def classify(batch):
-        seen.append(batch)
-        return np.zeros((len(batch), 5))
-
-    explainer = OrthogonalLimeExplainer(random_state=0)
-    data, labels = explainer.data_labels(face, face // 2, segments, classify, 400, batch_size=128)
-    assert data.shape == (400, segments.max() + 1) and labels.shape == (400, 5)
-    assert [len(b) for b in seen] == [128, 128, 128, 16]
-    np.testing.assert_array_equal(np.concatenate(seen), perturbed_faces(face, face // 2, segments, data))
+    data = orthogonal_patterns(400, int(segments.max()) + 1, np.random.RandomState(0))
+    recorder = _Recorder()
+    probs = perturbed_probabilities(recorder, face, face // 2, segments, data, batch_size=128)
+    assert probs.shape == (400, 2)
+    assert [len(b) for b in recorder.batches] == [128, 128, 128, 16]
+    expected = _perturbed(face, face // 2, segments, data)
+    np.testing.assert_array_equal(np.concatenate(recorder.batches), expected)
 
 
 def test_vectorised_masking_makes_the_faces_lime_image_makes(faces):
@@ -152,7 +155,7 @@ def test_vectorised_masking_makes_the_faces_lime_image_makes(faces):
 
     explainer = lime_image.LimeImageExplainer(random_state=3)
     data, _ = explainer.data_labels(face, fudged, segments, classify, 50, batch_size=25)
-    np.testing.assert_array_equal(perturbed_faces(face, fudged, segments, data), np.concatenate(made))
+    np.testing.assert_array_equal(_perturbed(face, fudged, segments, data), np.concatenate(made))
 
 
 def test_agreement_measures_mean_what_they_say():
@@ -196,7 +199,7 @@ def test_bench_explain_times_the_lime_settings_it_is_given(untrained_model, monk
         return real_explain(*args, **kwargs)
 
     class Baseline:  # the off-the-shelf side is not what this checks
-        def report(self, photo):
+        def report(self, photo, detect):
             face = real_explain(untrained_model, photo, methods=(), whole_image="if_no_face").faces[0].face
             return dict.fromkeys(bench.PARTS, 0.0), face, None
 
@@ -205,6 +208,29 @@ def test_bench_explain_times_the_lime_settings_it_is_given(untrained_model, monk
     bench.time_reports(untrained_model, Baseline(), bench.bench_photos(1), repeats=1, config=config)
     # `--lime-samples` must change what is timed, not only the agreement figures.
     assert asked == [config]
+
+
+def test_bench_explain_times_from_face_crops_where_opencv_has_no_cascade(untrained_model, monkeypatch):
+    """A lent GPU machine has OpenCV 5, without CascadeClassifier: the benchmark then times both
+    paths from the face crops and says detection was not timed, instead of failing."""
+    import cv2
+
+    import bench.explain as bench
+    from emotion import faces as faces_module
+    from emotion.explainers.lime import LimeConfig
+
+    monkeypatch.delattr(cv2, "CascadeClassifier")
+    faces_module._cascade.cache_clear()
+    with pytest.raises(RuntimeError, match="opencv-python-headless<5"):
+        faces_module.detect_faces(np.zeros((64, 64, 3), np.uint8))
+    crops = bench.bench_faces(2)
+    assert [c.shape for c in crops] == [(100, 100, 3)] * 2
+    config = LimeConfig(num_samples=16, batch_size=16)
+    times, cut = bench.time_reports(
+        untrained_model, bench.Baseline(untrained_model), crops[:1], repeats=1, config=config, detect=False
+    )
+    np.testing.assert_array_equal(cut[0]["face"], crops[0])  # both paths explained the crop itself
+    assert times["project"]["lime"][0] > 0 and times["baseline"]["lime"][0] > 0
 
 
 def test_fast_lime_agrees_with_the_1000_sample_reference_as_well_as_another_reference(
@@ -359,16 +385,17 @@ def test_a_hidden_segment_hides_the_feature_and_lime_images_mean_fill_does_not()
 
 
 class _Recorder:
-    """A two-label model that keeps every batch it is asked about."""
+    """A two-label model that keeps every batch of faces it is asked about (N×H×W×3 uint8)."""
 
     labels = ("a", "b")
+    device = torch.device("cpu")
 
     def __init__(self) -> None:
         self.batches: list[np.ndarray] = []
 
-    def predict(self, batch, batch_size=None):
-        self.batches.append(batch)
-        return np.full((len(batch), 2), 0.5)
+    def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
+        self.batches.append(batch.permute(0, 2, 3, 1).numpy())
+        return torch.full((len(batch), 2), 0.5)
 
 
 def test_the_hide_setting_reaches_the_perturbed_faces(faces):
@@ -392,57 +419,73 @@ class _BandModel:
     whose answers move clearly when segments are hidden, so weights are far from zero."""
 
     labels = ("a", "b", "c", "d", "e")
+    device = torch.device("cpu")
 
-    def predict(self, batch, batch_size=None):
-        bands = batch.astype(np.float64).mean(axis=(2, 3)).reshape(len(batch), 5, -1).mean(axis=2)
-        logits = bands / 10.0
-        e = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return e / e.sum(axis=1, keepdims=True)
+    def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
+        bands = batch.float().mean(dim=(1, 3)).reshape(len(batch), 5, -1).mean(dim=2)
+        return torch.softmax(bands / 10.0, dim=1)
+
+
+def _lime_base_fits(data, labels, kernel_width: float) -> tuple[np.ndarray, np.ndarray]:
+    """(C×S weights, C scores) of lime_image's own pipeline on given patterns and answers: cosine
+    distance to the first pattern, lime_image's kernel at `kernel_width`, lime_base's ridge per
+    label."""
+    import sklearn.metrics
+    from lime import lime_base
+
+    distances = sklearn.metrics.pairwise_distances(data, data[:1], metric="cosine").ravel()
+    kernel = lambda d: np.sqrt(np.exp(-(d**2) / kernel_width**2))  # noqa: E731 (lime_image's)
+    base = lime_base.LimeBase(kernel, random_state=0)
+    weights, scores = np.zeros((labels.shape[1], data.shape[1])), np.zeros(labels.shape[1])
+    for label in range(labels.shape[1]):
+        _, pairs, scores[label], _ = base.explain_instance_with_data(
+            data, labels, distances, label, data.shape[1], feature_selection="none"
+        )
+        for segment, weight in pairs:
+            weights[label, segment] = weight
+    return weights, scores
 
 
 def test_lime_weights_are_lime_images_on_the_same_patterns(faces, monkeypatch):
     """Only the sampling is the project's: on the patterns it drew and the model's answers, the
-    weights are those of lime_image's own pipeline (cosine distance to the whole face, its
-    default kernel of width 0.25, lime_base's ridge per label), to 1e-6. Whatever part moves
-    into torch or onto a device later must keep this."""
-    import sklearn.metrics
-    from lime import lime_base
-
-    from emotion.explainers.lime import HiddenAsLimeExplainer
+    weights and the fits' R² are those of lime_image's own pipeline (cosine distance to the whole
+    face, its default kernel of width 0.25, lime_base's ridge per label), to 1e-6, though the
+    project makes the faces, classifies them and fits all labels at once in torch on the
+    model's device."""
+    import emotion.explainers.lime as lime_module
 
     face = faces[2]
     segments = segment_face(face)
     drawn = []
-    sample = OrthogonalLimeExplainer.sample
+    classify = lime_module.perturbed_probabilities
 
-    def recorded(self, *args):
-        data, labels = sample(self, *args)
-        drawn.append((data, labels))
-        return data, labels
+    def recorded(model, face, fill, segments, data, *args):
+        probs = classify(model, face, fill, segments, data, *args)
+        drawn.append((data, probs.numpy()))
+        return probs
 
-    monkeypatch.setattr(OrthogonalLimeExplainer, "sample", recorded)
-    model = _BandModel()
-    ours, _ = lime_fit(model, face, segments, LimeConfig())
+    monkeypatch.setattr(lime_module, "perturbed_probabilities", recorded)
+    ours, r2 = lime_fit(_BandModel(), face, segments, LimeConfig())
     (data, labels), n_features = drawn[0], int(segments.max()) + 1
-    assert issubclass(OrthogonalLimeExplainer, HiddenAsLimeExplainer)
     assert data.shape == (LimeConfig().num_samples, n_features)
 
-    distances = sklearn.metrics.pairwise_distances(data, data[:1], metric="cosine").ravel()
-
-    def lime_images_weights(kernel_width: float) -> np.ndarray:
-        kernel = lambda d: np.sqrt(np.exp(-(d**2) / kernel_width**2))  # noqa: E731 (lime_image's)
-        base = lime_base.LimeBase(kernel, random_state=0)
-        weights = np.zeros_like(ours)
-        for label in range(len(model.labels)):
-            _, pairs, _, _ = base.explain_instance_with_data(
-                data, labels, distances, label, n_features, feature_selection="none"
-            )
-            for segment, weight in pairs:
-                weights[label, segment] = weight
-        return weights
-
-    reference = lime_images_weights(0.25)
+    reference, scores = _lime_base_fits(data, labels, 0.25)
     np.testing.assert_allclose(ours, reference, atol=1e-6)
+    np.testing.assert_allclose(r2, scores, atol=1e-6)
     assert np.abs(reference).max() > 1e-2  # weights that say something, not all zero
     # The control: another kernel on the same patterns gives other weights, so 1e-6 is a real bar.
-    assert np.abs(lime_images_weights(0.5) - ours).max() > 1e-3
+    assert np.abs(_lime_base_fits(data, labels, 0.5)[0] - ours).max() > 1e-3
+
+
+def test_the_ridge_fit_is_scikit_learns_where_samples_are_few_or_a_label_is_constant():
+    """Fewer samples than segments (scikit-learn then solves the dual), and a label whose
+    probability never moves (R² by r2_score's convention)."""
+    rng = np.random.RandomState(4)
+    data = rng.randint(0, 2, (12, 30))
+    data[0] = 1
+    labels = np.column_stack([rng.rand(12), np.full(12, 0.25)])
+    weights = torch.from_numpy(lime_kernel_weights(data))
+    coef, r2 = weighted_ridge(torch.from_numpy(data).double(), torch.from_numpy(labels), weights)
+    reference, scores = _lime_base_fits(data, labels, 0.25)
+    np.testing.assert_allclose(coef.numpy(), reference, atol=1e-6)
+    np.testing.assert_allclose(r2.numpy(), scores, atol=1e-6)
