@@ -212,7 +212,7 @@ def test_bench_explain_times_the_lime_settings_it_is_given(untrained_model, monk
 
 def test_bench_explain_times_from_face_crops_where_opencv_has_no_cascade(untrained_model, monkeypatch):
     """A lent GPU machine has OpenCV 5, without CascadeClassifier: the benchmark then times both
-    paths from the face crops and says detection was not timed, instead of failing."""
+    paths from the face crops instead of failing, and detection says what to install."""
     import cv2
 
     import bench.explain as bench
