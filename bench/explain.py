@@ -64,11 +64,8 @@ def bench_photos(n: int, seed: int = 11) -> list[np.ndarray]:
     `seed`, classes in turn) enlarged onto a plain 320×320 backdrop so the cascade finds them."""
     from skimage import data
 
-    from training.synthetic import make_dataset
-
     photos = [data.astronaut()]
-    faces = make_dataset(max(1, (n + 3) // 5), seed=seed).images
-    for face in faces[: n - 1]:
+    for face in _drawn_faces(n - 1, seed):
         photo = np.full((320, 320, 3), 128, np.uint8)
         photo[60:260, 60:260] = cv2.resize(face, (200, 200), interpolation=cv2.INTER_CUBIC)
         photos.append(photo)
@@ -76,14 +73,19 @@ def bench_photos(n: int, seed: int = 11) -> list[np.ndarray]:
 
 
 def bench_faces(n: int, seed: int = 11) -> list[np.ndarray]:
-    """`n` face crops cut without the cascade: the astronaut's at `ASTRONAUT_FACE` with the
-    detector's margin, then synthetic faces (seed `seed`, classes in turn) as drawn."""
+    """The faces of `bench_photos(n, seed)` cut without the cascade: the astronaut's at
+    `ASTRONAUT_FACE` with the detector's margin, then the synthetic faces as drawn."""
     from skimage import data
 
+    astronaut = crop_face(data.astronaut(), ASTRONAUT_FACE, margin=DetectConfig().margin)
+    return [astronaut, *_drawn_faces(n - 1, seed)][:n]
+
+
+def _drawn_faces(count: int, seed: int) -> np.ndarray:
+    """`count` 100×100 synthetic faces of seed `seed`, the classes in turn."""
     from training.synthetic import make_dataset
 
-    astronaut = crop_face(data.astronaut(), ASTRONAUT_FACE, margin=DetectConfig().margin)
-    return [astronaut, *make_dataset(max(1, (n + 3) // 5), seed=seed).images[: n - 1]][:n]
+    return make_dataset(max(1, (count + 4) // 5), seed=seed).images[: max(count, 0)]
 
 
 class Baseline:

@@ -62,6 +62,8 @@ from emotion.model import EmotionModel
 # lime 0.2.0.1 wraps its sampling loop in a tqdm bar it offers no switch for; a server would
 # print one per request. Progress is reported through `progress` instead.
 lime_image.tqdm = partial(lime_image.tqdm, disable=True)
+# lime_image's default kernel (width 0.25) on cosine distances, taken from lime_image itself.
+_LIME_IMAGE_KERNEL = lime_image.LimeImageExplainer().base.kernel_fn
 
 
 @dataclass(frozen=True)
@@ -227,10 +229,13 @@ def perturbed_probabilities(
     for start in range(0, len(data), batch_size):
         batch = perturbed_faces(face_t, fill_t, segments_t, patterns[start : start + batch_size])
         out.append(model.probabilities(batch.permute(0, 3, 1, 2)))
-        if progress:
-            done = min(start + batch_size, len(data))
-            progress(done / len(data), f"LIME {done}/{len(data)} samples")
+        _samples_done(progress, min(start + batch_size, len(data)), len(data))
     return torch.cat(out)
+
+
+def _samples_done(progress: ProgressFn | None, done: int, total: int) -> None:
+    if progress:
+        progress(done / total, f"LIME {done}/{total} samples")
 
 
 def lime_kernel_weights(data: np.ndarray) -> np.ndarray:
@@ -238,9 +243,6 @@ def lime_kernel_weights(data: np.ndarray) -> np.ndarray:
     the first (the whole face) through lime_image's default kernel (width 0.25)."""
     distances = sklearn.metrics.pairwise_distances(data, data[:1], metric="cosine").ravel()
     return _LIME_IMAGE_KERNEL(distances)
-
-
-_LIME_IMAGE_KERNEL = lime_image.LimeImageExplainer().base.kernel_fn
 
 
 def weighted_ridge(
@@ -278,8 +280,7 @@ def _lime_image_fit(
     def classify(batch: np.ndarray) -> np.ndarray:
         probs = model.predict(batch, batch_size=config.batch_size)
         done[0] += len(batch)
-        if progress:
-            progress(done[0] / config.num_samples, f"LIME {done[0]}/{config.num_samples} samples")
+        _samples_done(progress, done[0], config.num_samples)
         return probs
 
     # "none" keeps every segment, as the default "auto" does when there are more than six, but
