@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import site
 import subprocess
 import sys
 from importlib import metadata
@@ -49,7 +50,10 @@ print(json.dumps({
 
 def can_build_wheels_offline() -> bool:
     """setuptools ≥ 70.1 builds wheels itself; older ones need the `wheel` package."""
-    version = tuple(int(part) for part in metadata.version("setuptools").split(".")[:2])
+    try:
+        version = tuple(int(part) for part in metadata.version("setuptools").split(".")[:2])
+    except metadata.PackageNotFoundError:
+        return False
     if version >= (70, 1):
         return True
     try:
@@ -76,24 +80,44 @@ def run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Completed
     return result
 
 
+def venv_seeing_these_packages(venv: Path) -> Path:
+    """A fresh venv that imports what this interpreter imports (torch, timm, gradio…) through a
+    .pth file, behind its own site-packages; returns its python. `--system-site-packages` is not
+    the same: inside a virtual environment it gives the base interpreter's packages, not the
+    ones the tests run on."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    venv_site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    ours = [*site.getsitepackages(), *([site.getusersitepackages()] if site.ENABLE_USER_SITE else [])]
+    Path(venv_site, "tests-running-interpreter.pth").write_text("\n".join(ours) + "\n")
+    return python
+
+
 @pytest.mark.slow
 def test_pip_install_gives_console_scripts_that_work_outside_the_repo(tmp_path, untrained_folder):
     if not can_build_wheels_offline():
-        pytest.skip("setuptools < 70.1 without the `wheel` package cannot build a wheel offline")
-    venv = tmp_path / "venv"
-    # The venv reuses the installed torch, timm, gradio…; without its own pip or setuptools it builds
-    # with the ones already installed, and --no-index proves nothing is downloaded.
-    subprocess.run(
-        [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True
-    )
-    python, bin_dir = venv / "bin" / "python", venv / "bin"
+        pytest.skip(
+            f"{sys.executable} has no setuptools ≥ 70.1, nor an older one with the `wheel` package: it "
+            "cannot build a wheel offline (pip install 'setuptools>=70.1')"
+        )
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     env.update(HF_HUB_OFFLINE="1", EMOTION_LENS_CACHE=str(tmp_path / "cache"))
     elsewhere = tmp_path / "elsewhere"  # not the repo: only the installed copy can be imported
     elsewhere.mkdir()
-    source = copy_source(tmp_path / "src")
-    pip = [str(python), "-m", "pip", "install", "--quiet", "--no-cache-dir", "--no-index"]
-    run([*pip, "--no-deps", "--no-build-isolation", str(source)], elsewhere, env)
+    # The wheel is built by the interpreter whose setuptools the guard above asked about, and
+    # --no-index proves nothing is downloaded.
+    source, dist = copy_source(tmp_path / "src"), tmp_path / "dist"
+    offline = ["--quiet", "--no-cache-dir", "--no-index", "--no-deps"]
+    build = [sys.executable, "-m", "pip", "wheel", *offline, "--no-build-isolation", "-w", str(dist)]
+    run([*build, str(source)], elsewhere, env)
+    (wheel,) = dist.glob("emotion_lens-*.whl")
+    venv = tmp_path / "venv"
+    python, bin_dir = venv_seeing_these_packages(venv), venv / "bin"
+    # --ignore-installed: an editable install in the tests' own environment must not stand in.
+    run([str(python), "-m", "pip", "install", *offline, "--ignore-installed", str(wheel)], elsewhere, env)
 
     probe = json.loads(run([str(python), "-c", PROBE], elsewhere, env).stdout)
     site = Path(probe["emotion"]).resolve().parents[1]

@@ -100,6 +100,27 @@ def test_demo_preset_and_flags_merge():
         load_config(None, {"data": "synthetic:5"}, preset="nope")
 
 
+def test_trainers_of_any_precision_follow_each_other_in_one_process(tmp_path):
+    """bf16, then fp32, then bf16 in one process (a notebook; a test after the demo model): each
+    run trains in its own precision. Precision is asked for, never "auto", which picks by CPU."""
+    logit_dtypes = []
+    for i, precision in enumerate(("bf16", "fp32", "bf16")):
+        cfg = TrainConfig(
+            data="synthetic:4", arch="resnet10t", epochs=1, batch_size=4, precision=precision,
+            device="cpu", out=str(tmp_path / f"run{i}"), validate_every_epoch=False,
+        )  # fmt: skip
+        trainer = Trainer(cfg)
+        seen = []
+        hook = trainer.net.register_forward_hook(
+            lambda module, args, out, seen=seen: seen.append(out.dtype) if module.training else None
+        )
+        trainer.fit()
+        hook.remove()
+        logit_dtypes.append(set(seen))
+        assert load_model(trainer.run.model_dir).labels == EMOTIONS
+    assert logit_dtypes == [{torch.bfloat16}, {torch.float32}, {torch.bfloat16}]
+
+
 def test_time_budget_stops_early_with_the_learning_rate_annealed(tmp_path):
     cfg = load_config(
         None,

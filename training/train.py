@@ -3,7 +3,7 @@
 The one loop of the project. The demo model is a run of it with the `demo` preset (a time
 budget the cosine follows, progressive resizing), and `bench.train` times its own step.
 One code path for one CPU, one GPU and many (`accelerate launch`): Accelerate wraps the model
-for DDP and handles bf16 autocast; each process takes its share of every epoch's permutation.
+for DDP, the loop owns bf16 autocast; each process takes its share of every epoch's permutation.
 
 Faces are decoded once into a uint8 tensor on the training device (a quarter of float32's
 memory); a step gathers its batch there, normalises, resizes and augments it on the device and
@@ -247,9 +247,13 @@ class Trainer:
             # cpu=True without a GPU: only then does Accelerate join the processes of a
             # multi-process launch over gloo instead of running each one alone.
             cpu=on_cpu,
-            mixed_precision="bf16" if use_bf16 else "no",
+            # Accelerate keeps mixed precision in process-wide state that refuses to change, so a
+            # second Trainer with another precision (a notebook, a test after the demo model)
+            # would fail. The Trainer owns its autocast instead (train_step).
+            mixed_precision="no",
             log_with=None,
         )
+        self.use_bf16 = use_bf16
         set_seed(cfg.seed)
         self.train_data, self.val_data = data if data is not None else load_training_data(cfg)
         self.labels = tuple(self.train_data.label_names)
@@ -332,7 +336,7 @@ class Trainer:
             size = (self.cfg.small_size, self.cfg.small_size)
             x = F.interpolate(x, size=size, mode="bilinear", antialias=True)
         x = augment(x, self.cfg.augment, self.gen).contiguous(memory_format=torch.channels_last)
-        with self.acc.autocast():
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
             logits = self.net(x)
         loss = F.cross_entropy(
             logits.float(),
