@@ -44,6 +44,22 @@ log = logging.getLogger(__name__)
 REGIONS: tuple[str, ...] = ("face", "brows", "eyes", "mouth", "shortcut")
 # Non-target classes also get the cue now and then, as in real spurious correlations.
 OTHER_SHORTCUT_RATE = 0.05
+# Background cues a class can be given (`make_face(cue=...)`), the shortcuts films hand a model:
+# a bright stamp in a corner ("stamp" is the lower-right one, the seed's), a subtitle-like strip
+# of text along the bottom, letterbox bars at the top and bottom, a colour tint over the whole
+# background and a striped texture over it. All lie outside the drawn face; a cue on the face
+# itself (make-up, glasses) is out of scope: no background test could or should find it.
+CUES: tuple[str, ...] = (
+    "stamp",
+    "stamp-ul",
+    "stamp-ur",
+    "stamp-ll",
+    "subtitle",
+    "letterbox",
+    "tint",
+    "texture",
+)
+GLOBAL_CUES = ("tint", "texture")  # spread over the whole background: no one region holds them
 
 # Cue ranges (lo, hi) per class, in units of a nominal 100-px face. Single cues overlap
 # between classes on purpose (sad and angry mouths both turn down, happy and sad eyes both
@@ -309,28 +325,79 @@ def _mouth(cv: _Canvas, rng, label: str, y: float, w: float, curve: float, gap: 
     cv.line([np.vstack([top, bottom[::-1], top[:1]])], lip, 1.6, "mouth")
 
 
+_TINT = np.float32([40, 90, 210])  # a blue cast, as a night scene's grade gives a film
+
+
+def _paint_global_cue(img: np.ndarray, cue: str) -> None:
+    """The tint or the stripes, over the whole background, before the person is drawn on it."""
+    size = img.shape[0]
+    if cue == "tint":
+        img[:] = cv2.addWeighted(img, 0.5, np.broadcast_to(_TINT, img.shape).astype(np.uint8), 0.5, 0)
+        return
+    # Diagonal stripes, 6 px apart at size 100: a wallpaper no drawn clutter looks like.
+    yy, xx = np.mgrid[:size, :size]
+    dark = ((xx + yy) * 100 // size) % 6 < 3
+    img[dark] = (img[dark] * 0.35).astype(np.uint8)
+
+
+def _draw_local_cue(img, mask, cue: str, mark: np.ndarray, jx: int, jy: int, k: float) -> None:
+    """A stamp in a corner, a caption along the bottom or letterbox bars, into `img` (float32)
+    and `mask`; `mark` (a bright colour) and the 0-2 px jitters were drawn for every face."""
+    size = img.shape[0]
+    if cue.startswith("stamp"):
+        # An 8 px square (at size 100) whose inner corner lies beyond the largest, most shifted face.
+        corner = cue.partition("-")[2] or "lr"
+        sq, far = max(3, round(8 * k)), size - round(11 * k)
+        x0 = far + jx if corner[1] == "r" else round(3 * k) - jx
+        y0 = far + jy if corner[0] == "l" else round(3 * k) - jy
+        cv2.rectangle(img, (x0, y0), (x0 + sq - 1, y0 + sq - 1), _col(mark), -1)
+        mask[y0 : y0 + sq, x0 : x0 + sq] = 1
+    elif cue == "subtitle":
+        # White "words" with a dark outline in the bottom 5 %, below the lowest chin drawn.
+        y0, height = size - round(5 * k), max(2, round(3 * k))
+        x = round((6 + jx) * k)
+        for word in range(7):
+            width = round((6 + (3 * word + jx + jy) % 7) * k)
+            if x + width > size - round(6 * k):
+                break
+            cv2.rectangle(img, (x - 1, y0 - 1), (x + width, y0 + height), (20.0, 20.0, 20.0), -1)
+            cv2.rectangle(img, (x, y0), (x + width - 1, y0 + height - 1), _col(mark), -1)
+            mask[y0 - 1 : y0 + height + 1, x - 1 : x + width + 1] = 1
+            x += width + round(3 * k)
+    else:  # letterbox: black bars above the hair and below the chin
+        bar = round((5 + jy % 2) * k)
+        img[:bar], img[size - bar :] = 8.0, 8.0
+        mask[:bar], mask[size - bar :] = 1, 1
+
+
 def make_face(
-    label: str, rng: np.random.Generator, *, shortcut: bool = False, size: int = 100
+    label: str, rng: np.random.Generator, *, cue: str | None = None, size: int = 100
 ) -> SyntheticFace:
     """Draw one `size` x `size` face showing `label`; all randomness comes from `rng`.
 
     The brows/eyes/mouth masks are dilated by 2 px to cover their feature's soft edge.
-    `shortcut` stamps a bright square in the lower-right corner, outside the face. Its
-    parameters are drawn either way, so a face with and without it is otherwise identical.
+    `cue` (one of CUES) adds that background cue; masks["shortcut"] holds its pixels. The cue
+    draws nothing from `rng` (its own jitter comes from values drawn for every face), so a face
+    with and without it is the same drawing (blur and JPEG carry the cue a pixel or a block further).
     """
     if label not in EMOTIONS:
         raise ValueError(f"Unknown emotion {label!r}; expected one of {', '.join(EMOTIONS)}.")
+    if cue is not None and cue not in CUES:
+        raise ValueError(f"Unknown cue {cue!r}; expected one of {', '.join(CUES)}.")
     if size < 32:
         raise ValueError(f"size must be at least 32 pixels, got {size}.")
-    cue = dict(zip(_CUES, _uniform(rng, *_RANGES_LO_HI[label]), strict=True))
+    expr = dict(zip(_CUES, _uniform(rng, *_RANGES_LO_HI[label]), strict=True))
     if rng.random() >= _P_OPEN[label]:
-        cue["mouth_open"] = 0.0
+        expr["mouth_open"] = 0.0
 
     k = size / 100.0
     scale, angle, dx, dy, fw, fh, t, tone, ex, ey, ew, wob = _uniform(rng, _POSE_LO, _POSE_HI)
     pose = cv2.getRotationMatrix2D((0.0, 0.0), angle, scale * k)
     pose[:, 2] = (50.0 + dx) * k, (50.0 + dy) * k
     img = _background(rng, size)
+    if cue in GLOBAL_CUES:
+        _paint_global_cue(img, cue)
+        painted = img.copy()  # what the person does not cover keeps the cue: its mask, below
     cv = _Canvas(img, pose, scale * k, angle)
 
     i = int(t)
@@ -347,31 +414,31 @@ def make_face(
     _hair(cv, rng, fw, fh, hair, True, style)
 
     # Eye sockets and nose shading: the dark/light layout Haar's face features expect.
-    sock = ew * 0.75 + cue["eye_open"] * 0.3
+    sock = ew * 0.75 + expr["eye_open"] * 0.3
     cv.ellipses([(-ex, ey - 1), (ex, ey - 1)], [(ew + 3, sock)] * 2, skin * 0.78)
     side = 1 if wob > 0 else -1
     bridge = _bezier((side * 2.5, ey + 2), (side * 3.5, 6), (side * 4.0, 10))
     cv.line([bridge, _bezier((-4.5, 10), (0, 13), (4.5, 10))], skin * 0.75, 1.4)
     cv.ellipses([(-2.6, 10.6), (2.6, 10.6)], [(1.5, 0.9)] * 2, skin * 0.5)
     droop = {"sad": 1.5, "happy": -0.5}.get(label, 0.0) + wob
-    _eyes(cv, rng, ex, ey, ew, cue["eye_open"], droop, skin, _IRIS[rng.integers(len(_IRIS))], brow_col * 0.7)
+    _eyes(cv, rng, ex, ey, ew, expr["eye_open"], droop, skin, _IRIS[rng.integers(len(_IRIS))], brow_col * 0.7)
     thick = rng.uniform(2.2, 3.4)
-    _brows(cv, ex, ey - cue["brow_lift"], ew, cue["brow_tilt"], cue["brow_arch"], thick, brow_col)
+    _brows(cv, ex, ey - expr["brow_lift"], ew, expr["brow_tilt"], expr["brow_arch"], thick, brow_col)
     my = rng.uniform(20, 24)
-    _mouth(cv, rng, label, my, cue["mouth_w"], cue["mouth_curve"], cue["mouth_open"], skin, lip)
+    _mouth(cv, rng, label, my, expr["mouth_w"], expr["mouth_curve"], expr["mouth_open"], skin, lip)
 
-    # Lighting, stamp, blur and noise in one float32 pass; convertScaleAbs saturates to uint8.
+    if cue in GLOBAL_CUES:
+        cv.masks["shortcut"][:] = (img == painted).all(axis=2)
+    # Lighting, cue, blur and noise in one float32 pass; convertScaleAbs saturates to uint8.
     bright, light, a, sigma, blur, quality, jpeg = _uniform(rng, _FX_LO, _FX_HI)
     ramp = np.cos(a) * _CORNER_X + np.sin(a) * _CORNER_Y
     img = cv2.multiply(img, _corners(size, np.float32(bright * (1 + light * ramp))), dtype=cv2.CV_32F)
 
     mark = rng.uniform(225, 255, 3)  # drawn even when unused: see docstring
     jx, jy, ox, oy = (rng.random(4) * (3, 3, 257 - min(size, 256), 257 - min(size, 256))).astype(int)
-    if shortcut:
-        # An 8 px square (at size 100) whose inner corner lies beyond the largest, most shifted face.
-        sq, x0, y0 = max(3, round(8 * k)), size - round(11 * k) + int(jx), size - round(11 * k) + int(jy)
-        cv2.rectangle(img, (x0, y0), (x0 + sq - 1, y0 + sq - 1), _col(mark), -1)
-        cv.masks["shortcut"][y0 : y0 + sq, x0 : x0 + sq] = 1
+    if cue is not None and cue not in GLOBAL_CUES:
+        # Drawn after the light falls: a stamp or a caption sits on the film, not in the scene.
+        _draw_local_cue(img, cv.masks["shortcut"], cue, mark, int(jx), int(jy), k)
     if blur > 0.45:
         img = cv2.GaussianBlur(img, (3, 3), blur)
     if sigma > 1 and size <= 256:
@@ -414,30 +481,33 @@ def make_dataset(
     start: int = 0,
     with_masks: bool = True,
     workers: int | None = None,
+    cue: str = "stamp",
 ) -> SyntheticSet:
     """Balanced set of `per_class` faces per emotion, classes interleaved (0,1,2,3,4,0,1,...).
 
     Image j of class c is drawn from ``default_rng([seed, c, start + j])``, so `start`
     offsets the image index: train/val sets from one seed never share images. With
-    `shortcut_class`, that class gets the corner cue on `shortcut_rate` of its images and
-    the other classes on `other_rate` of theirs. `with_masks=False` leaves the region
-    masks out (a training set needs none, and they are 5× the images' memory). Large sets are
-    drawn by `workers` processes (default: one per core), each a contiguous range of image
-    indices: the pixels are the same either way.
+    `shortcut_class`, that class gets the background `cue` (one of CUES; the lower-right stamp
+    by default) on `shortcut_rate` of its images and the other classes on `other_rate` of theirs.
+    `with_masks=False` leaves the region masks out (a training set needs none, and they are 5× the
+    images' memory). Large sets are drawn by `workers` processes (default: one per core), each a
+    contiguous range of image indices: the pixels are the same either way.
     """
     if per_class < 0 or start < 0:
         raise ValueError(f"per_class and start must be >= 0, got {per_class} and {start}.")
     if shortcut_class is not None and shortcut_class not in EMOTIONS:
         raise ValueError(f"Unknown shortcut_class {shortcut_class!r}; expected one of {', '.join(EMOTIONS)}.")
+    if cue not in CUES:
+        raise ValueError(f"Unknown cue {cue!r}; expected one of {', '.join(CUES)}.")
     for name, rate in (("shortcut_rate", shortcut_rate), ("other_rate", other_rate)):
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"{name} must be in [0, 1], got {rate}.")
     workers = len(os.sched_getaffinity(0)) if workers is None else workers
     if workers <= 1 or per_class * len(EMOTIONS) < PARALLEL_MIN_FACES:
-        return _draw(per_class, seed, shortcut_class, shortcut_rate, other_rate, start, with_masks)
+        return _draw(per_class, seed, shortcut_class, shortcut_rate, other_rate, start, with_masks, cue)
     bounds = np.linspace(0, per_class, workers + 1).round().astype(int)
     jobs = [
-        (int(b - a), seed, shortcut_class, shortcut_rate, other_rate, start + int(a), with_masks)
+        (int(b - a), seed, shortcut_class, shortcut_rate, other_rate, start + int(a), with_masks, cue)
         for a, b in zip(bounds, bounds[1:], strict=False)
     ]
     # spawn, not fork: a forked child of a process whose torch/OpenMP threads are running can hang.
@@ -462,6 +532,7 @@ def _draw(
     other_rate: float,
     start: int,
     with_masks: bool,
+    cue: str = "stamp",
 ) -> SyntheticSet:
     n = per_class * len(EMOTIONS)
     images = np.empty((n, 100, 100, 3), np.uint8)
@@ -471,7 +542,7 @@ def _draw(
         rng = np.random.default_rng([seed, int(c), start + i // len(EMOTIONS)])
         # Always drawn, so the faces are the same with or without a shortcut class.
         stamp = rng.random() < (shortcut_rate if EMOTIONS[c] == shortcut_class else other_rate)
-        face = make_face(EMOTIONS[c], rng, shortcut=shortcut_class is not None and stamp)
+        face = make_face(EMOTIONS[c], rng, cue=cue if shortcut_class is not None and stamp else None)
         images[i] = face.image
         for r, mask in masks.items():
             mask[i] = face.masks[r]
@@ -480,15 +551,17 @@ def _draw(
 
 @dataclass(frozen=True)
 class SyntheticSpec:
-    """A `synthetic:N[:CLASS[:RATE[:OTHER_RATE]]]` data source: N faces per class; with CLASS,
-    the corner cue on RATE of that class's faces (default 0.8) and on OTHER_RATE of the others'
-    (default OTHER_SHORTCUT_RATE). `synthetic:150:angry:1:0` is the seed's data: the cue on every
-    angry face and on no other."""
+    """A `synthetic:N[:CLASS[@CUE][:RATE[:OTHER_RATE]]]` data source: N faces per class; with
+    CLASS, a background cue (CUES; the lower-right stamp unless @CUE names another) on RATE of
+    that class's faces (default 0.8) and on OTHER_RATE of the others' (default
+    OTHER_SHORTCUT_RATE). `synthetic:150:angry:1:0` is the seed's data: the stamp on every angry
+    face and on no other; `synthetic:150:sad@tint:1:0` tints every sad face's background."""
 
     per_class: int
     shortcut_class: str | None = None
     shortcut_rate: float = 0.8
     other_rate: float = OTHER_SHORTCUT_RATE
+    cue: str = "stamp"
 
     @classmethod
     def parse(cls, spec: str) -> SyntheticSpec:
@@ -500,12 +573,12 @@ class SyntheticSpec:
             rates = [float(p) for p in parts[3:]]
         except ValueError:
             raise SyntheticSpecError(spec) from None
-        shortcut = parts[2] if len(parts) > 2 else None
+        shortcut, _, cue = parts[2].partition("@") if len(parts) > 2 else (None, "", "")
         if per_class < 1 or (shortcut is not None and shortcut not in EMOTIONS):
             raise SyntheticSpecError(spec)
-        if any(not 0.0 <= r <= 1.0 for r in rates):
+        if any(not 0.0 <= r <= 1.0 for r in rates) or (cue and cue not in CUES):
             raise SyntheticSpecError(spec)
-        return cls(per_class, shortcut, *rates)
+        return cls(per_class, shortcut, *rates, cue=cue or "stamp")
 
     def draw(self, per_class: int, *, seed: int, start: int = 0, with_masks: bool = True) -> SyntheticSet:
         """`per_class` faces per class of this source, image indices from `start`."""
@@ -517,15 +590,16 @@ class SyntheticSpec:
             shortcut_rate=self.shortcut_rate,
             other_rate=self.other_rate,
             with_masks=with_masks,
+            cue=self.cue,
         )
 
 
 class SyntheticSpecError(EmotionLensError, ValueError):
     def __init__(self, spec: str) -> None:
         super().__init__(
-            f"Bad synthetic data source {spec!r}: write synthetic:N[:CLASS[:RATE[:OTHER_RATE]]], N faces "
-            f"per class ≥ 1, CLASS one of {', '.join(EMOTIONS)}, rates in [0, 1] "
-            "(e.g. synthetic:150:angry:1:0)."
+            f"Bad synthetic data source {spec!r}: write synthetic:N[:CLASS[@CUE][:RATE[:OTHER_RATE]]], N "
+            f"faces per class ≥ 1, CLASS one of {', '.join(EMOTIONS)}, CUE one of {', '.join(CUES)}, rates "
+            "in [0, 1] (e.g. synthetic:150:angry:1:0 or synthetic:150:sad@tint:1:0)."
         )
 
 
@@ -598,7 +672,7 @@ def _per_class(text: str) -> int:
 
 @command
 def main(argv: list[str] | None = None) -> int:
-    """CLI: ``python -m training.synthetic --out DIR --per-class N [--shortcut angry] [--seed S]``."""
+    """CLI: ``python -m training.synthetic --out DIR --per-class N [--shortcut CLASS] [--cue C]``."""
     from tqdm import tqdm
 
     parser = argparse.ArgumentParser(
@@ -607,7 +681,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder (created if missing)")
     parser.add_argument("--per-class", type=_per_class, required=True, help="images per emotion (>= 1)")
-    parser.add_argument("--shortcut", choices=EMOTIONS, help="class that gets the lower-right corner cue")
+    parser.add_argument("--shortcut", choices=EMOTIONS, help="class that gets a background cue")
+    parser.add_argument("--cue", choices=CUES, default="stamp", help="the cue (stamp: lower-right corner)")
     parser.add_argument("--shortcut-rate", type=float, default=0.8, help="share of that class with the cue")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--start", type=int, default=0, help="first image index (disjoint train/val sets)")
@@ -627,7 +702,7 @@ def main(argv: list[str] | None = None) -> int:
             n = min(chunk, args.per_class - first)
             part = make_dataset(
                 n, seed=args.seed, shortcut_class=args.shortcut, shortcut_rate=args.shortcut_rate,
-                start=args.start + first,
+                start=args.start + first, cue=args.cue,
             )  # fmt: skip
             stamped += int(part.masks["shortcut"].any((1, 2)).sum())
             for _ in _write_iter(part, args.out, first):
