@@ -2,8 +2,9 @@
 model, and what a method measured about its own fit (LIME's R²).
 
 - **Background share**: the share of a map's mass (the sum of its values) that lies outside the
-  detected face box. The crop the model sees is a square around the Haar box with a margin
-  (`emotion.faces.crop_face`), so where the box lies inside the 100×100 crop is known geometry
+  face. The crop the model sees is a square around the Haar box with a margin
+  (`emotion.faces.crop_face`), so where the box lies inside the 100×100 crop is known geometry,
+  and the face is an ellipse around it that takes in the chin and jaw a Haar box leaves out
   (`face_mask_in_crop`); a "whole image" face has no box, so no share. Above 0.5 for the top
   emotion, the page and the CLI say so in a sentence (`evidence_sentence`): the emotion is read
   mostly from hair, background or clothes, a shortcut worth knowing about. Cost: 20-50 µs
@@ -42,7 +43,7 @@ from emotion.faces import FACE_SIZE, Box, square_around
 if TYPE_CHECKING:
     from emotion.model import EmotionModel
 
-BACKGROUND_SHARE = "background_share"  # {label: share of the map's mass outside the face box}
+BACKGROUND_SHARE = "background_share"  # {label: share of the map's mass outside the face}
 FIT_R2 = "fit_r2"  # {label: R² of the method's own surrogate fit} (LIME)
 DELETION_AUC = "deletion_auc"  # {top label: AUC of its probability as pixels are removed}, lower = better
 INSERTION_AUC = "insertion_auc"  # {top label: AUC as pixels are inserted}, higher = better
@@ -74,23 +75,45 @@ class FaithfulnessConfig:
     seed: int = 0  # ties in a map (LIME's flat segments, zero areas) are broken in a fixed random order
 
 
+def box_in_crop(box: Box, *, margin: float, size: int = FACE_SIZE) -> tuple[float, float, float, float]:
+    """(x0, y0, x1, y1): where the detected `box` lies, in pixels, inside the size×size crop
+    `crop_face(photo, box, margin=margin, size=size)` made of it. `crop_face` cuts
+    `square_around(box, margin)` and resizes it, so the place follows from that square alone."""
+    square = square_around(box, margin)
+    scale = size / square.w
+    x0, y0 = (box.x - square.x) * scale, (box.y - square.y) * scale
+    return x0, y0, x0 + box.w * scale, y0 + box.h * scale
+
+
+# The face around a Haar box: an ellipse on the box's centre whose half-axes are these shares of
+# the box's width and height. A Haar box runs from the brows to about the mouth; the chin, the jaw
+# and a wide smile overflow it (drawn faces' skin reaches 0.62 of the box's height below and above
+# its centre), so the ellipse takes them in and leaves as background only what no face reaches: the
+# crop's corners and its outer rim. One definition for every reader: the per-map background share,
+# the shortcut report's tests and the training option against background shortcuts.
+FACE_ELLIPSE = (0.55, 0.62)
+
+
 def face_mask_in_crop(
     box: Box, *, margin: float, source: str = "detected", size: int = FACE_SIZE
 ) -> np.ndarray | None:
-    """size×size bool: True where the detected `box` lies inside the crop `crop_face(photo, box,
-    margin=margin, size=size)` made of it; None for a "whole image" face, which has no known face.
-
-    `crop_face` cuts `square_around(box, margin)` and resizes it to size×size, so the box's place
-    in the crop follows from that square alone. A pixel is in the face if its centre is.
-    """
+    """size×size bool: True on the face of a crop cut around the detected `box` (the ellipse
+    FACE_ELLIPSE around the box; a pixel is in it if its centre is); None for a "whole image"
+    face, which has no known face."""
     if source != "detected":
         return None
-    square = square_around(box, margin)
-    scale = size / square.w
+    x0, y0, x1, y1 = box_in_crop(box, margin=margin, size=size)
+    half_w, half_h = FACE_ELLIPSE[0] * (x1 - x0), FACE_ELLIPSE[1] * (y1 - y0)
     centres = np.arange(size) + 0.5
-    cols = (centres >= (box.x - square.x) * scale) & (centres < (box.x + box.w - square.x) * scale)
-    rows = (centres >= (box.y - square.y) * scale) & (centres < (box.y + box.h - square.y) * scale)
-    return rows[:, None] & cols[None, :]
+    dx, dy = (centres - (x0 + x1) / 2) / half_w, (centres - (y0 + y1) / 2) / half_h
+    return dy[:, None] ** 2 + dx[None, :] ** 2 <= 1.0
+
+
+def crop_face_mask(size: int, margin: float) -> np.ndarray:
+    """The face on any crop made by `crop_face` with `margin` (only the box's place in its own
+    crop matters, and that is the same for every box): for face crops that come without a box,
+    as an ImageFolder of extracted faces does."""
+    return face_mask_in_crop(Box(0, 0, 1000, 1000), margin=margin, size=size)
 
 
 def background_share(heat: np.ndarray, face_mask: np.ndarray) -> float:
