@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 # The pictures a reader wants first, with what they show.
 PICTURES = (
     ("mean_maps", "What each emotion looks at (mean maps; the covered background region outlined)"),
-    ("occlusion", "Occlusion test: covering the strongest background region against random ones"),
+    ("occlusion", "The two tests: covering the strongest background region, replacing the whole background"),
     ("confusion_matrix", "Confusion matrix"),
     ("mistakes", "The most confident mistakes, with the predicted emotion's Grad-CAM"),
     ("sanity", "Sanity check: how much each method's maps change as the network is randomised"),
@@ -32,19 +32,21 @@ def report_folder_of(model: EmotionModel) -> Path | None:
 
 
 def shortcut_table(report: dict[str, Any]) -> str:
-    """Per emotion: Grad-CAM's share outside the face, the occlusion drops, the flag (Markdown)."""
-    # Short headers: the table must fit a phone; report_markdown and the card say what they mean.
+    """Per emotion: Grad-CAM's share outside the face, each test's drop against its control with
+    the corrected p-value, and the verdict (Markdown)."""
+    # Short headers: the table must fit a phone; TABLE_NOTE says what they mean.
     rows = [
-        "| emotion | outside face | drop | random | flagged |",
-        "|---|---:|---:|---:|---|",
+        "| emotion | faces | outside face | region | whole background | verdict |",
+        "|---|---:|---:|---:|---:|---|",
     ]
     for label, c in report["classes"].items():
         share = c["background_share"].get("gradcam")
         outside = f"{share['mean']:.0%} ± {share['std']:.0%}" if share else "–"
-        flag = "**yes**" if c["flagged"] else "no"
-        rows.append(
-            f"| {label} | {outside} | {_figure(c['occlusion_drop'])} | {_figure(c['random_drop'])} | {flag} |"
-        )
+        status = c.get("status") or ("flagged" if c["flagged"] else "–")
+        verdict = f"**{status}**" if c["flagged"] else status
+        region = test_cell(c.get("occlusion_drop"), c.get("random_drop"), c.get("occlusion_p"))
+        swap = test_cell(c.get("swap_drop"), c.get("swap_control_drop"), c.get("swap_p"))
+        rows.append(f"| {label} | {c['faces']} | {outside} | {region} | {swap} | {verdict} |")
     return "\n".join(rows)
 
 
@@ -60,9 +62,13 @@ def report_markdown(report: dict[str, Any]) -> str:
 
 TABLE_NOTE = (
     "*Outside face*: the share of the emotion's Grad-CAM outside the face (mean ± spread over its "
-    "correctly classified faces). *Drop*: how much its probability falls, on average, when its "
-    "strongest background region (from its mean Grad-CAM) is covered; *random*: the same for random "
-    "background regions of that area."
+    "correctly classified faces, of which *faces* were tested). *Region*, as drop / control (p): how "
+    "much its probability falls, on average, when its strongest background region is covered, "
+    "against covering random "
+    "background regions of that area. *Whole background*: the same when every background pixel "
+    "comes from faces of other emotions, against faces of the same emotion. p: the chance of a "
+    "difference this large with no dependence (one-sided Wilcoxon test over the faces, corrected "
+    "for all the report's tests). Flagged: p < 0.05 and a difference of at least 0.10."
 )
 
 
@@ -98,5 +104,8 @@ def no_report_text() -> str:
     )
 
 
-def _figure(value: float | None) -> str:
-    return "–" if value is None else f"{value:.2f}"
+def test_cell(drop: float | None, control: float | None, p: float | None) -> str:
+    """ "0.93 / 0.02 (1e-05)": a test's drop, its control's and the corrected p-value."""
+    if drop is None or control is None or p is None:
+        return "–"
+    return f"{drop:.2f} / {control:.2f} ({p:.2g})"

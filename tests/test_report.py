@@ -13,13 +13,18 @@ from emotion import EMOTIONS
 from emotion.explainers.groundtruth import centred_blob, dilate, pointing_score, region_share
 from emotion.runs import REPORT_FILES, RunFolder
 from training.report import (
+    ClassFigures,
     ReportConfig,
     ReportError,
+    ReportFaces,
+    background_pixels,
+    background_tests,
     build_report,
     classes_in_turn,
     cover,
     differences,
     load_report_faces,
+    paired_test,
     random_regions,
     strongest_region,
     where_in_face,
@@ -32,8 +37,8 @@ from training.synthetic import (
     defining_regions,
     face_and_twin,
     make_dataset,
+    write_imagefolder,
 )
-from training.train import load_config
 from training.train import main as train_main
 
 
@@ -103,6 +108,147 @@ def test_strongest_region_reaches_a_planted_corner_and_controls_are_elsewhere():
         assert not (moved & region).any()
 
 
+def test_the_strongest_region_is_cut_to_leave_room_for_its_control():
+    """A map spread over most of the background (the crop's rim on real crops) gives a region of at
+    most a quarter of the background, still around its peak, and random regions of its area fit."""
+    background = np.ones((100, 100), bool)
+    background[12:88, 12:88] = False
+    heat = np.where(background, 1.0, 0.0).astype(np.float32)
+    heat[90:100, 90:100] = 2.0  # the peak
+    whole = strongest_region(heat, background, 0.25)
+    assert whole.sum() == background.sum()  # uncut, the region is the whole background...
+    assert random_regions(whole, background, 8, np.random.default_rng(0)) == []  # ...and has no control
+    cut = strongest_region(heat, background, 0.25, max_share=0.25)
+    assert cut.sum() == int(0.25 * background.sum()) and cut[90:100, 90:100].all()
+    assert len(random_regions(cut, background, 8, np.random.default_rng(0))) == 8
+
+
+def test_the_paired_test_needs_both_a_small_p_value_and_an_effect_worth_acting_on():
+    cfg = ReportConfig()
+    rng = np.random.default_rng(0)
+    controls = rng.uniform(0, 0.05, 12)
+    assert paired_test(controls + 0.6, controls, 10, cfg).flagged
+    same = paired_test(controls, controls, 10, cfg)
+    assert not same.flagged and same.p == 1.0
+    tiny = paired_test(controls + 0.04, controls, 10, cfg)  # certain, but too small to act on
+    assert tiny.p < cfg.alpha and not tiny.flagged
+    few = paired_test(controls[:3] + 0.6, controls[:3], 10, cfg)  # large, but 3 faces prove nothing
+    assert few.p > cfg.alpha and not few.flagged
+
+
+class ReadsPixels:
+    """A stand-in for a trained model whose P(angry) follows what it reads at chosen pixels, a
+    shortcut by construction: what the tests must find, with nothing trained."""
+
+    labels = EMOTIONS
+
+    def __init__(self, read):
+        self.read = read  # N×H×W×3 uint8 → N floats, high means angry
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        angry = 1 / (1 + np.exp(-self.read(images)))
+        probs = np.repeat(((1 - angry) / 4)[:, None], len(EMOTIONS), axis=1)
+        probs[:, EMOTIONS.index("angry")] = angry
+        return probs
+
+
+def _cued_faces(cue: str) -> ReportFaces:
+    drawn = make_dataset(12, seed=5, shortcut_class="angry", shortcut_rate=1.0, other_rate=0.0, cue=cue)
+    return ReportFaces(drawn.images, drawn.labels, drawn.masks["face"], "test", "synthetic face masks")
+
+
+def _run_tests(model, faces: ReportFaces, mean_map: np.ndarray | None = None) -> ClassFigures:
+    cfg = ReportConfig()
+    background = background_pixels(faces.face_masks, cfg.min_background)
+    angry = EMOTIONS.index("angry")
+    own = np.flatnonzero(faces.labels == angry)
+    figures = ClassFigures("angry", len(own), 1.0)
+    heat = background.astype(np.float32) if mean_map is None else mean_map
+    background_tests(model, figures, angry, own, faces, heat, background, np.random.default_rng(0), cfg)
+    return figures
+
+
+def _tint(images: np.ndarray) -> np.ndarray:
+    """Blue over red on both sides of the face, so spread over the background: the tint's cast."""
+    sides = np.concatenate([images[:, :, :10], images[:, :, 90:]], axis=2).astype(np.float32)
+    rgb = sides.mean(axis=(1, 2))
+    return (rgb[:, 2] - rgb[:, 0] - 25) / 8
+
+
+def test_a_tint_is_flagged_by_the_whole_background_test_and_not_by_covering_one_region():
+    figures = _run_tests(ReadsPixels(_tint), _cued_faces("tint"))
+    assert figures.flagged_by == ["whole-background test"], figures.sentence
+    assert figures.swap_drop - figures.swap_control_drop > 0.3
+    # Covering a quarter of the background with the colour around it leaves the cast where it was.
+    assert figures.occlusion_drop - figures.random_drop < 0.1
+    assert "whole-background test" in figures.sentence and "p = " in figures.sentence
+
+
+def test_a_corner_stamp_is_flagged_by_both_tests_and_a_model_reading_the_face_by_neither():
+    def corner(images):
+        return (images[:, 88:, 88:].astype(np.float32).mean(axis=(1, 2, 3)) - 150) / 10
+
+    corner_map = np.zeros((100, 100), np.float32)
+    corner_map[85:, 85:] = 1.0
+    stamped = _run_tests(ReadsPixels(corner), _cued_faces("stamp"), corner_map)
+    assert stamped.flagged_by == ["region test", "whole-background test"], stamped.sentence
+    assert stamped.occlusion_where == "lower-right corner"
+
+    # The control: the same faces, a model that reads the mouth's darkness (the face, not the
+    # background) and a map that points at the corner anyway: the tests look, and find nothing.
+    def mouth(images):
+        return (120 - images[:, 68:80, 40:60].astype(np.float32).mean(axis=(1, 2, 3))) / 10
+
+    reads_face = _run_tests(ReadsPixels(mouth), _cued_faces("stamp"), corner_map)
+    assert reads_face.status == "clean" and not reads_face.flagged, reads_face.sentence
+
+
+def test_on_crops_a_model_reading_the_chin_below_the_box_is_not_flagged(tmp_path):
+    """The false flag found on an ImageFolder: on crops, chins and jaws overflow the Haar box into
+    the crop's rim. A model that reads the chin reads the face, and is not flagged; with the box
+    alone as the face (the control, as the report once had it) the same model is."""
+    data = write_imagefolder(make_dataset(12, seed=5, workers=1), tmp_path / "crops")
+    faces = load_report_faces(str(data), EMOTIONS, ReportConfig(split="all"))
+    assert "crop geometry" in faces.masks_from
+
+    def chin(images):  # the shading of chin and jaw against the neck
+        return (images[:, 88:98, 35:65].astype(np.float32).mean(axis=3).std(axis=(1, 2)) - 6) / 2
+
+    chin_map = np.zeros((100, 100), np.float32)
+    chin_map[88:98, 35:65] = 1.0
+    reads_chin = ReadsPixels(chin)
+    figures = _run_tests(reads_chin, faces, chin_map)
+    assert figures.status == "clean" and not figures.flagged, figures.sentence
+    box = np.zeros_like(faces.face_masks)
+    box[:, 12:88, 12:88] = True
+    boxed = _run_tests(reads_chin, replace(faces, face_masks=box), chin_map)
+    assert "region test" in boxed.flagged_by, boxed.sentence
+
+
+def test_a_region_with_no_room_for_a_control_is_never_flagged_by_the_region_test():
+    faces = _cued_faces("stamp")
+    masks = np.ones_like(faces.face_masks)
+    masks[:, 94:97, 94:97] = False  # a background of 9 px: any region's surroundings take it all
+    figures = _run_tests(
+        ReadsPixels(lambda im: (im[:, 94:97, 94:97].astype(np.float32).mean(axis=(1, 2, 3)) - 150) / 10),
+        replace(faces, face_masks=masks),
+    )
+    assert figures.occlusion_p is None and "region test" not in figures.flagged_by
+    assert any("no room for a control" in why for why in figures.not_testable), figures.not_testable
+    assert "no room for a control" in figures.sentence
+
+
+def test_a_class_with_too_few_faces_is_neither_clean_nor_flagged(untrained_model):
+    cfg = ReportConfig(lime_faces=0, methods=("gradcam",))
+    faces = load_report_faces("synthetic:20", tuple(untrained_model.labels), cfg)  # 3 a class
+    report = build_report(untrained_model, faces, cfg)
+    assert {c.status for c in report.classes} == {"too few faces"} and report.flagged == []
+    assert all(
+        "neither clean nor flagged" in c.sentence or "no correctly" in c.sentence for c in report.classes
+    )
+    assert "No class could be tested" in report.summary()
+
+
 def test_cover_removes_a_stamp_with_the_colour_around_it():
     faces = np.full((2, 100, 100, 3), 40, np.uint8)
     faces[:, 90:98, 90:98] = 250  # the stamp
@@ -114,9 +260,9 @@ def test_cover_removes_a_stamp_with_the_colour_around_it():
 
 
 def test_report_on_tiny_data_writes_json_html_and_pictures(untrained_folder, untrained_model, tmp_path):
-    cfg = ReportConfig(lime_faces=1, max_faces=4)
-    faces = load_report_faces("synthetic:8", tuple(untrained_model.labels), cfg)
-    assert faces.images.shape[0] == 5 * max(1, round(8 * cfg.val_fraction))
+    cfg = ReportConfig(lime_faces=1, max_faces=4, min_faces=1)
+    faces = load_report_faces("synthetic:40", tuple(untrained_model.labels), cfg)
+    assert faces.images.shape[0] == 5 * max(1, round(40 * cfg.val_fraction))
     report = build_report(untrained_model, faces, cfg)
     content = write_report(report, tmp_path, compare=report)
     on_disk = json.loads((tmp_path / REPORT_FILES["json"]).read_text())
@@ -158,35 +304,59 @@ def test_report_cli_needs_out_for_a_bare_model_folder(untrained_folder, capsys):
 
 
 # --- the seed's story ---------------------------------------------------------------------
-@pytest.mark.slow
-def test_the_seeds_story_flags_angry_on_the_shortcut_model_only(tmp_path):
-    """Train as the seed first did (the cue on every angry face, no dropout, no augmentation):
-    the report flags angry, and only angry. The same recipe on clean data: no flag. `--compare`
-    marks the difference. (The 5-seed figures and the `fixed` preset are `bench.truth`'s.)"""
+@pytest.fixture(scope="module")
+def seed_story(tmp_path_factory) -> dict:
+    """The seed's story on the user's path: ImageFolders of crops (no masks), every angry face
+    stamped in one and no face in the other, each trained as the seed first did (no dropout, no
+    augmentation). {name: (run folder, data folder)}."""
+    root = tmp_path_factory.mktemp("story")
     runs = {}
-    for name, data in (("seed", None), ("clean", "synthetic:150")):
-        out = tmp_path / name
-        args = ["--preset", "seed", "--out", str(out), "--seed", "1"]
-        assert train_main([*args, *(["--data", data] if data else [])]) == 0
-        runs[name] = out
-    seed_data = load_config(None, {}, preset="seed").data
-    assert (
-        report_main(["--model", str(runs["seed"]), "--data", seed_data, "--seed", "1", "--lime-faces", "1"])
-        == 0
-    )
-    report = RunFolder(runs["seed"]).read_report()
-    assert report["flagged"] == ["angry"], report["summary"]
-    assert report["classes"]["angry"]["occlusion_drop"] >= 0.3
-    assert "angry depends on the background" in report["summary"]
-
-    out = tmp_path / "compare"
-    assert (
-        report_main(
-            ["--model", str(runs["seed"]), "--compare", str(runs["clean"]), "--data", seed_data]
-            + ["--seed", "1", "--lime-faces", "0", "--out", str(out)]
+    for name, shortcut in (("stamped", "angry"), ("clean", None)):
+        drawn = make_dataset(
+            150, seed=1, shortcut_class=shortcut, shortcut_rate=1.0, other_rate=0.0, workers=1
         )
-        == 0
-    )
+        data = write_imagefolder(drawn, root / f"data-{name}")
+        out = root / name
+        assert train_main(["--preset", "seed", "--data", str(data), "--out", str(out), "--seed", "1"]) == 0
+        runs[name] = (out, data)
+    return runs
+
+
+@pytest.mark.slow
+def test_the_seeds_story_on_an_imagefolder_flags_angry_and_only_angry(seed_story):
+    """On crops the report knows the face only from the crop's geometry, whose rim held chins
+    and jaws: a class read from the face must not be flagged from there. Angry, read from the
+    stamp, is, and the report says by which test and against which control."""
+    run, data = seed_story["stamped"]
+    assert report_main(["--model", str(run), "--data", str(data), "--seed", "1", "--lime-faces", "1"]) == 0
+    report = RunFolder(run).read_report()
+    assert "crop geometry" in report["face_masks"]
+    assert report["flagged"] == ["angry"], report["summary"]
+    angry = report["classes"]["angry"]
+    assert angry["occlusion_drop"] - angry["random_drop"] >= 0.3 and angry["occlusion_p"] < 0.05
+    assert "region test" in angry["flagged_by"] and angry["occlusion_where"] == "lower-right corner"
+    assert "angry depends on the background" in report["summary"] and "p = " in report["summary"]
+    assert all(c["status"] == "clean" for label, c in report["classes"].items() if label != "angry")
+
+
+@pytest.mark.slow
+def test_a_clean_imagefolder_model_is_not_flagged_even_on_stamped_faces(seed_story, tmp_path):
+    run, data = seed_story["clean"]
+    for faces in (data, seed_story["stamped"][1]):
+        out = tmp_path / faces.name
+        assert report_main(["--model", str(run), "--data", str(faces), "--seed", "1", "--lime-faces", "0",
+                            "--out", str(out)]) == 0  # fmt: skip
+        report = json.loads((out / REPORT_FILES["json"]).read_text())
+        assert report["flagged"] == [], report["summary"]
+        assert {c["status"] for c in report["classes"].values()} == {"clean"}, report["summary"]
+
+
+@pytest.mark.slow
+def test_compare_marks_the_flag_that_the_clean_model_lost(seed_story, tmp_path):
+    (stamped, data), (clean, _) = seed_story["stamped"], seed_story["clean"]
+    out = tmp_path / "compare"
+    args = ["--model", str(stamped), "--compare", str(clean), "--data", str(data), "--seed", "1"]
+    assert report_main([*args, "--lime-faces", "0", "--out", str(out)]) == 0
     both = json.loads((out / REPORT_FILES["json"]).read_text())
     assert both["flagged"] == ["angry"] and both["compare"]["flagged"] == []
     angry = next(row for row in both["differences"] if row["label"] == "angry")

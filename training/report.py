@@ -6,12 +6,15 @@ maps showed it. This report makes that visible and checks it causally, class by 
 - the mean Grad-CAM (the last stage's, `emotion.explainers.gradcam.gradcams`: no backward
   pass, so cheap over hundreds of faces) and LIME of each class over its correctly classified
   faces, with the share of each map's mass that lies outside the face and its spread over them;
-- an occlusion test: the class's strongest background region (from its mean Grad-CAM) is covered
-  with the fudge colour on each of those faces, and the mean drop of the class's probability is
-  reported next to the drop from covering random background regions of the same size. A map
-  can look at the background without the prediction needing it; the drop says whether it does;
-- a class whose probability falls clearly more when its strongest background region is covered
-  than when a random one is is **flagged**, in words;
+- two causal tests per class, each against a control made on the same faces: covering the
+  class's strongest background region (from its mean Grad-CAM) against covering random background
+  regions of the same area, and replacing the whole background with other emotions' backgrounds
+  against other faces of the same emotion's. A map can look at the background without the
+  prediction needing it; the drops say whether it does. The first finds a local cue, the second
+  also one spread over the background (a tint, a texture) that no one region holds;
+- a class is **flagged**, in words, when a test's drop beats its control's face for face (a
+  corrected one-sided Wilcoxon test) by a margin worth acting on; a class with too few faces,
+  or no room for a control, is said to be untested, never clean;
 - the most confident mistakes with their maps, and the confusion matrix.
 
 It writes ``report.html`` (with PNGs beside it) and ``report.json`` (the same figures, the flagged
@@ -34,15 +37,16 @@ import numpy as np
 
 from emotion.cli import command
 from emotion.errors import EmotionLensError
-from emotion.explainers.figures import background_share, face_mask_in_crop
+from emotion.explainers.figures import background_share, crop_face_mask
 from emotion.explainers.gradcam import gradcams
 from emotion.explainers.registry import get_explainer, parse_methods
 from emotion.explainers.render import overlay
-from emotion.faces import Box, DetectConfig
+from emotion.faces import DetectConfig
 from emotion.files import save_figure, write_file_atomically
 from emotion.labels import EMOTIONS
 from emotion.model import EmotionModel
 from emotion.runs import REPORT_FILES, RunFolder
+from emotion.shortcut import test_cell
 from training.metrics import pyplot
 
 log = logging.getLogger(__name__)
@@ -62,12 +66,21 @@ class ReportConfig:
     # The covered region: around the mean Grad-CAM's background peak, where the map stays at
     # this share of the peak (half maximum: the blob a reader sees on the picture).
     region_level: float = 0.5
-    random_regions: int = 8  # random background regions of the same area: the control
+    # ... but never more than this share of the background, so that random regions of the same
+    # area (the control) still fit beside it: a region as large as the background has no control.
+    max_region_share: float = 0.25
+    random_regions: int = 8  # random background regions of the same area: the region test's control
+    donors: int = 2  # backgrounds each other emotion lends a face (twice that from its own emotion)
     min_background: float = 0.95  # a pixel is background if it is off the face on this share of faces
-    # The flag: covering the strongest background region drops the class's probability by at
-    # least `flag_drop`, and by `flag_margin` more than covering a random background region.
-    flag_drop: float = 0.15
-    flag_margin: float = 0.10
+    # A class is tested only on at least this many correctly classified faces (below, "too few
+    # faces"): with 8, the paired test's smallest p-value (1/2^8) survives the correction below.
+    min_faces: int = 8
+    # The flag: a test's drop beats its control's on the same faces, by a one-sided Wilcoxon
+    # signed-rank test whose p-value, Bonferroni-corrected for every test the report makes (two per
+    # class), is below `alpha`, AND by at least `min_effect` of probability on average. The p-value
+    # says the difference is not chance; the minimum effect says it is large enough to act on.
+    alpha: float = 0.05
+    min_effect: float = 0.10
     mistakes: int = 6  # most confident mistakes shown
     methods: tuple[str, ...] = ("gradcam", "lime")  # mean maps drawn; Grad-CAM also locates the region
     # The sanity check section (cascading randomisation, emotion.explainers.sanity): these methods
@@ -97,8 +110,15 @@ class ClassFigures:
     occlusion_region: list[int] | None = None  # x, y, w, h: bounding box of the covered region
     occlusion_area: int = 0  # its pixels
     occlusion_where: str = ""
-    occlusion_drop: float | None = None  # mean drop of P(label) when that square is covered
-    random_drop: float | None = None  # the same for random background squares
+    occlusion_drop: float | None = None  # mean drop of P(label) when that region is covered
+    random_drop: float | None = None  # the same for random background regions: the control
+    occlusion_p: float | None = None  # corrected p-value of drop > control over the faces
+    swap_drop: float | None = None  # mean drop when the whole background is other emotions' faces'
+    swap_control_drop: float | None = None  # the same with other faces of this emotion: the control
+    swap_p: float | None = None
+    status: str = ""  # "flagged", "clean", "too few faces" or "not testable"
+    flagged_by: list[str] = field(default_factory=list)  # "region test", "whole-background test"
+    not_testable: list[str] = field(default_factory=list)  # why a test could not be made
     flagged: bool = False
     sentence: str = ""
     region_mask: np.ndarray | None = field(default=None, repr=False)  # H×W bool, not in JSON
@@ -108,7 +128,8 @@ class ClassFigures:
 def load_report_faces(source: str, labels: tuple[str, ...], cfg: ReportConfig) -> ReportFaces:
     """The faces of `source` (a training data source) in the chosen split, labels mapped to the
     model's. Synthetic faces bring their drawn face masks; other crops were cut by
-    `emotion.faces.crop_face` with the default margin, so the face is the crop's centre square."""
+    `emotion.faces.crop_face` with the default margin, so the face is where
+    `emotion.explainers.figures.crop_face_mask` puts it, chin and jaw included."""
     if source.startswith("synthetic:"):
         from training.synthetic import SyntheticSpec, split_range
 
@@ -130,9 +151,9 @@ def load_report_faces(source: str, labels: tuple[str, ...], cfg: ReportConfig) -
             data = load_splits(source, val_fraction=cfg.val_fraction, seed=cfg.seed).val
         images, names, data_labels = data.images, data.label_names, data.labels
         margin = DetectConfig().margin
-        # Any box will do: only its place inside its own crop matters.
-        one = face_mask_in_crop(Box(0, 0, 1000, 1000), margin=margin, size=images.shape[1])
-        masks, masks_from = np.broadcast_to(one, images.shape[:3]), f"crop geometry (margin {margin})"
+        one = crop_face_mask(images.shape[1], margin)
+        masks = np.broadcast_to(one, images.shape[:3])
+        masks_from = f"crop geometry (an ellipse around the detected box, margin {margin})"
     missing = sorted(set(names) - set(labels))
     if missing:
         raise ReportError(
@@ -151,16 +172,26 @@ def background_pixels(face_masks: np.ndarray, min_background: float) -> np.ndarr
     return (~face_masks).mean(axis=0) >= min_background
 
 
-def strongest_region(mean_map: np.ndarray, background: np.ndarray, level: float) -> np.ndarray:
+def strongest_region(
+    mean_map: np.ndarray, background: np.ndarray, level: float, max_share: float = 1.0
+) -> np.ndarray:
     """H×W bool: the connected background region around `mean_map`'s strongest background pixel
-    where the map stays at `level` of that peak or above. A region, not a fixed square: a coarse
-    Grad-CAM (a 7×7 grid on a 100-px face) puts a corner cue's peak a cell inwards, and the blob
-    around the peak reaches the corner where a square centred on the peak would not."""
+    where the map stays at `level` of that peak or above, cut to its `max_share` × background
+    strongest pixels. A region, not a fixed square: a coarse Grad-CAM (a 7×7 grid on a 100-px
+    face) puts a corner cue's peak a cell inwards, and the blob around the peak reaches the corner
+    where a square centred on the peak would not. The cut leaves room for the control regions."""
     masked = np.where(background, mean_map, 0.0)
     y, x = np.unravel_index(int(np.argmax(masked)), masked.shape)
     blob = (masked >= level * masked[y, x]) & background
     _, components = cv2.connectedComponents(blob.astype(np.uint8), connectivity=8)
-    return components == components[y, x]
+    region = components == components[y, x]
+    cap = max(1, int(max_share * background.sum()))
+    if region.sum() > cap:
+        # The strongest pixels of a blob that grows from its peak: still one piece around it.
+        order = np.argsort(-np.where(region, masked, -np.inf), axis=None, kind="stable")[:cap]
+        region = np.zeros_like(region)
+        region.flat[order] = True
+    return region
 
 
 def random_regions(
@@ -175,7 +206,7 @@ def random_regions(
     if len(ys) < area:
         return []
     found = []
-    for k in rng.choice(len(ys), size=count, replace=False):
+    for k in rng.choice(len(ys), size=min(count, len(ys)), replace=False):
         nearest = np.argsort(np.hypot(ys - ys[k], xs - xs[k]), kind="stable")[:area]
         moved = np.zeros_like(region)
         moved[ys[nearest], xs[nearest]] = True
@@ -194,12 +225,106 @@ def cover(faces: np.ndarray, region: np.ndarray) -> np.ndarray:
     return out
 
 
-def occlusion_drop(model: EmotionModel, faces: np.ndarray, index: int, regions: list[np.ndarray]) -> float:
-    """Mean drop of P(label `index`) over the faces when each region is covered in turn."""
+def occlusion_drops(
+    model: EmotionModel, faces: np.ndarray, index: int, regions: list[np.ndarray]
+) -> np.ndarray:
+    """Per face, the drop of P(label `index`) when each region is covered in turn, averaged over
+    the regions."""
     base = model.predict(faces)[:, index]
     covered = np.concatenate([cover(faces, region) for region in regions])
     after = model.predict(covered)[:, index].reshape(len(regions), len(faces))
-    return float((base[None] - after).mean())
+    return (base[None] - after).mean(0)
+
+
+def occlusion_drop(model: EmotionModel, faces: np.ndarray, index: int, regions: list[np.ndarray]) -> float:
+    """Mean drop of P(label `index`) over the faces when each region is covered in turn."""
+    return float(occlusion_drops(model, faces, index, regions).mean())
+
+
+def swap_background(faces: np.ndarray, donors: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """Each face with every `background` pixel taken from each of its donors in turn:
+    N×H×W×3 faces and N×K×H×W×3 donors → (K·N)×H×W×3, donor k of every face in block k."""
+    out = np.repeat(faces[None], donors.shape[1], axis=0)
+    out[:, :, background] = donors.transpose(1, 0, 2, 3, 4)[:, :, background]
+    return out.reshape(-1, *faces.shape[1:])
+
+
+def swap_drops(
+    model: EmotionModel, faces: np.ndarray, index: int, donors: np.ndarray, background: np.ndarray
+) -> np.ndarray:
+    """Per face, the mean drop of P(label `index`) when its whole background is a donor's."""
+    base = model.predict(faces)[:, index]
+    after = model.predict(swap_background(faces, donors, background))[:, index]
+    return (base[None] - after.reshape(donors.shape[1], len(faces))).mean(0)
+
+
+def pick_donors(
+    labels: np.ndarray, own: np.ndarray, donor_class: int, count: int, rng: np.random.Generator
+) -> np.ndarray | None:
+    """len(own)×count indices of faces of `donor_class` to take backgrounds from, never the face
+    itself; None when that class has no other face."""
+    rows = []
+    for i in own:
+        pool = np.flatnonzero((labels == donor_class) & (np.arange(len(labels)) != i))
+        if len(pool) == 0:
+            return None
+        rows.append(rng.choice(pool, size=count, replace=len(pool) < count))
+    return np.array(rows)
+
+
+def whole_background_drops(
+    model: EmotionModel, faces: ReportFaces, own: np.ndarray, index: int, background: np.ndarray,
+    count: int, rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray] | None:  # fmt: skip
+    """Per face of `own` (of class `index`): the drop of P(class) when its whole background is
+    another emotion's, and the control, when it is another face's of its own emotion. Each other
+    emotion lends `count` backgrounds and the face takes the median of their drops: a class whose
+    own background carries no cue must not be flagged because one other class's does (its
+    backgrounds would pull every face towards that class). None when there are no donors."""
+    images = faces.images[own]
+    same = pick_donors(faces.labels, own, index, 2 * count, rng)
+    others = [pick_donors(faces.labels, own, k, count, rng) for k in np.unique(faces.labels) if k != index]
+    others = [donors for donors in others if donors is not None]
+    if same is None or not others:
+        return None
+    drops = np.median(
+        [swap_drops(model, images, index, faces.images[donors], background) for donors in others], axis=0
+    )
+    return drops, swap_drops(model, images, index, faces.images[same], background)
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """One test of a class: the mean drop of its probability under a change of the background,
+    against a control change on the same faces, and whether the difference is a flag."""
+
+    drop: float
+    control: float
+    p: float  # one-sided Wilcoxon signed-rank p of drop > control over faces, Bonferroni-corrected
+    n: int
+    flagged: bool
+
+    @property
+    def effect(self) -> float:
+        return self.drop - self.control
+
+
+def paired_test(drops: np.ndarray, controls: np.ndarray, corrections: int, cfg: ReportConfig) -> PairedTest:
+    """Does the change drop P(class) more than its control, face for face? Flagged when the
+    corrected p-value is below cfg.alpha and the mean difference is at least cfg.min_effect."""
+    from scipy.stats import wilcoxon
+
+    differences = drops - controls
+    # Wilcoxon drops zero differences; with none left there is no evidence either way.
+    raw = (
+        1.0
+        if np.all(np.abs(differences) < 1e-9)
+        else float(wilcoxon(differences, alternative="greater").pvalue)
+    )
+    p = min(1.0, raw * corrections)
+    effect = float(differences.mean())
+    flagged = p < cfg.alpha and effect >= cfg.min_effect
+    return PairedTest(float(drops.mean()), float(controls.mean()), p, len(drops), flagged)
 
 
 def where_in_face(region: np.ndarray) -> str:
@@ -239,13 +364,20 @@ class ModelReport:
         return [c.label for c in self.classes if c.flagged]
 
     def summary(self) -> str:
-        """The report in words: what is flagged, or that nothing is."""
+        """The report in words: what is flagged and what to do, or that nothing is; and which
+        classes could not be tested."""
+        untested = [c.label for c in self.classes if c.status in ("too few faces", "not testable")]
+        caveat = f" Not tested: {', '.join(untested)} (see their rows)." if untested else ""
         if not self.flagged:
+            clean = [c.label for c in self.classes if c.status == "clean"]
+            if not clean:
+                return f"No class could be tested, so there is no verdict.{caveat}"
             return (
-                "No class depends on the background: covering each class's strongest background "
-                "region changes its probability no more than a random background region does."
+                f"No tested class depends on the background ({', '.join(clean)}): neither covering its "
+                "strongest background region nor replacing its whole background drops its probability "
+                f"clearly more than the same change made at random or within the class.{caveat}"
             )
-        return " ".join(c.sentence for c in self.classes if c.flagged)
+        return " ".join(c.sentence for c in self.classes if c.flagged) + caveat
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -283,7 +415,8 @@ def build_report(model: EmotionModel, faces: ReportFaces, cfg: ReportConfig = Re
         figures = ClassFigures(label, len(own), float((pred[mine] == index).mean()) if len(mine) else 0.0)
         classes.append(figures)
         if len(own) == 0:
-            figures.sentence = f"{label}: no correctly classified face, so no figures."
+            figures.status = "too few faces"
+            figures.sentence = f"{label}: no correctly classified face, so no figures and no test."
             continue
         images, masks = faces.images[own], faces.face_masks[own]
         mean_faces[label] = images.astype(np.float32).mean(0).round().astype(np.uint8)
@@ -296,8 +429,20 @@ def build_report(model: EmotionModel, faces: ReportFaces, cfg: ReportConfig = Re
             )
             figures.background_share[method] = shares(maps, masks[: len(maps)])
             mean_maps[method][label] = _peak_one(maps.mean(0))
-        if background.any():
-            _occlusion(model, figures, index, images, cams.mean(0), background, rng, cfg)
+        if len(own) < cfg.min_faces:
+            figures.status = "too few faces"
+            figures.sentence = (
+                f"{label}: not tested, only {len(own)} correctly classified faces (the tests need "
+                f"{cfg.min_faces}): neither clean nor flagged."
+            )
+        elif not background.any():
+            figures.status = "not testable"
+            figures.not_testable.append(
+                f"no pixel is background on {cfg.min_background:.0%} of the faces, so there is none to change"
+            )
+            figures.sentence = f"{label}: not tested: {figures.not_testable[0]}."
+        else:
+            background_tests(model, figures, index, own, faces, cams.mean(0), background, rng, cfg)
     mistakes, tiles = _mistakes(model, faces, probs, cfg.mistakes)
     sanity = None
     if cfg.sanity_methods:
@@ -340,31 +485,87 @@ def _peak_one(heat: np.ndarray) -> np.ndarray:
     return (heat / peak if peak > 0 else heat).astype(np.float32)
 
 
-def _occlusion(
-    model, figures: ClassFigures, index, images, mean_cam, background, rng, cfg: ReportConfig
-) -> None:
-    region = strongest_region(mean_cam, background, cfg.region_level)
-    controls = random_regions(region, background, cfg.random_regions, rng)
+def background_tests(
+    model, figures: ClassFigures, index: int, own: np.ndarray, faces: ReportFaces, mean_cam, background, rng,
+    cfg: ReportConfig,
+) -> None:  # fmt: skip
+    """The two tests of one class on its correctly classified faces `own`, each against its
+    control on the same faces: covering its strongest background region (against random regions
+    of the same area), and replacing its whole background (with other emotions' faces' against
+    other faces of its own emotion's)."""
+    corrections = 2 * len(model.labels)  # every test the report makes: two per class
+    images = faces.images[own]
+    region = strongest_region(mean_cam, background, cfg.region_level, cfg.max_region_share)
     ys, xs = np.nonzero(region)
     figures.occlusion_region = [int(xs.min()), int(ys.min()), int(np.ptp(xs)) + 1, int(np.ptp(ys)) + 1]
     figures.occlusion_area = int(region.sum())
     figures.occlusion_where = where_in_face(region)
-    figures.occlusion_drop = occlusion_drop(model, images, index, [region])
-    figures.random_drop = occlusion_drop(model, images, index, controls) if controls else None
-    figures.flagged = (
-        figures.occlusion_drop >= cfg.flag_drop
-        and figures.occlusion_drop - (figures.random_drop or 0.0) >= cfg.flag_margin
-    )
     figures.region_mask = region
-    share = figures.background_share.get("gradcam", {}).get("mean")
-    share_text = f"; {share:.0%} of its mean Grad-CAM lies outside the face" if share is not None else ""
-    verdict = "depends on the background" if figures.flagged else "does not depend on the background"
-    figures.sentence = (
-        f"{figures.label} {verdict}: covering its strongest background region "
-        f"({figures.occlusion_area} px, {figures.occlusion_where}) drops P({figures.label}) by "
-        f"{figures.occlusion_drop:.2f} on average, "
-        f"against {figures.random_drop or 0.0:.2f} for random background regions of the same "
-        f"size{share_text}."
+    tests: dict[str, PairedTest] = {}
+    controls = random_regions(region, background, cfg.random_regions, rng)
+    if controls:
+        tests["region test"] = paired_test(
+            occlusion_drops(model, images, index, [region]),
+            occlusion_drops(model, images, index, controls),
+            corrections,
+            cfg,
+        )
+    else:
+        figures.not_testable.append(
+            f"no room for a control: no random background region of {figures.occlusion_area} px fits "
+            "beside the strongest one"
+        )
+    swapped = whole_background_drops(model, faces, own, index, background, cfg.donors, rng)
+    if swapped is not None:
+        tests["whole-background test"] = paired_test(*swapped, corrections, cfg)
+    else:
+        figures.not_testable.append("no faces to take backgrounds from (one emotion, or one face of it)")
+    if (region_test := tests.get("region test")) is not None:
+        figures.occlusion_drop, figures.random_drop = region_test.drop, region_test.control
+        figures.occlusion_p = region_test.p
+    if (swap_test := tests.get("whole-background test")) is not None:
+        figures.swap_drop, figures.swap_control_drop, figures.swap_p = (
+            swap_test.drop,
+            swap_test.control,
+            swap_test.p,
+        )
+    figures.flagged_by = [name for name, test in tests.items() if test.flagged]
+    figures.flagged = bool(figures.flagged_by)
+    figures.status = "flagged" if figures.flagged else "clean" if len(tests) == 2 else "not testable"
+    figures.sentence = _class_sentence(figures, tests, cfg)
+
+
+def _class_sentence(figures: ClassFigures, tests: dict[str, PairedTest], cfg: ReportConfig) -> str:
+    """What the tests found for one class, in words a user reads without the README."""
+    label = figures.label
+    if figures.flagged:
+        head = f"{label} depends on the background (flagged by the {' and the '.join(figures.flagged_by)})"
+    elif figures.status == "clean":
+        head = f"{label} does not depend on the background"
+    else:
+        head = f"{label} could not be tested fully ({'; '.join(figures.not_testable)})"
+    parts = []
+    if (t := tests.get("region test")) is not None:
+        parts.append(
+            f"covering its strongest background region ({figures.occlusion_area} px, "
+            f"{figures.occlusion_where}) drops P({label}) by {t.drop:.2f} on average over {t.n} faces, "
+            f"against {t.control:.2f} for random background regions of the same area ({_evidence(t, cfg)})"
+        )
+    if (t := tests.get("whole-background test")) is not None:
+        parts.append(
+            f"giving them other emotions' backgrounds drops it by {t.drop:.2f}, against {t.control:.2f} "
+            f"with other {label} faces' backgrounds ({_evidence(t, cfg)})"
+        )
+    if figures.not_testable and figures.status != "not testable":
+        parts.append(f"a test could not be made ({'; '.join(figures.not_testable)})")
+    return f"{head}: {'; '.join(parts)}." if parts else f"{head}."
+
+
+def _evidence(test: PairedTest, cfg: ReportConfig) -> str:
+    verdict = "a flag" if test.flagged else "no flag"
+    return (
+        f"difference {test.effect:+.2f}, p = {test.p:.2g} corrected; {verdict}: a flag needs "
+        f"p < {cfg.alpha:g} and a difference ≥ {cfg.min_effect:.2f}"
     )
 
 
@@ -440,27 +641,36 @@ def save_mean_maps(report: ModelReport, path: Path) -> None:
 
 
 def save_occlusion_plot(report: ModelReport, path: Path) -> None:
-    """Per class: the drop from covering its strongest background region against a random one."""
+    """Per class and test: the drop of P(class) under the test's change beside its control's,
+    the corrected p-value above, flagged pairs in red."""
     plt = pyplot()
-    rows = [c for c in report.classes if c.occlusion_drop is not None]
-    fig, ax = plt.subplots(figsize=(6.4, 3.2))
-    xs = np.arange(len(rows))
-    colours = ["#b00020" if c.flagged else "#1f77b4" for c in rows]
-    ax.bar(
-        xs - 0.2, [c.occlusion_drop for c in rows], 0.4, color=colours, label="strongest background region"
-    )
-    ax.bar(
-        xs + 0.2,
-        [np.nan if c.random_drop is None else c.random_drop for c in rows],
-        0.4,
-        color="#aaaaaa",
-        label="random background region",
-    )
-    ax.axhline(report.config.flag_drop, color="#b00020", lw=0.8, ls=":", label="flag threshold")
-    ax.set_xticks(xs, [c.label + (" (flagged)" if c.flagged else "") for c in rows])
-    ax.set_ylabel("mean drop of P(class)")
-    ax.set_title("Occlusion test: does the prediction need the background?")
-    ax.legend(fontsize=8)
+    panels = (
+        ("Cover the strongest background region", "occlusion_drop", "random_drop", "occlusion_p",
+         "random regions of the same area"),
+        ("Replace the whole background", "swap_drop", "swap_control_drop", "swap_p",
+         "backgrounds of the same emotion"),
+    )  # fmt: skip
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 3.4), sharey=True)
+    for ax, (title, drop, control, p_key, control_name) in zip(axes, panels, strict=True):
+        rows = [c for c in report.classes if getattr(c, drop) is not None]
+        xs = np.arange(len(rows))
+        colours = ["#b00020" if c.flagged else "#1f77b4" for c in rows]
+        ax.bar(xs - 0.2, [getattr(c, drop) for c in rows], 0.4, color=colours, label="test")
+        ax.bar(
+            xs + 0.2,
+            [getattr(c, control) for c in rows],
+            0.4,
+            color="#aaaaaa",
+            label=f"control: {control_name}",
+        )
+        for x, c in zip(xs, rows, strict=True):
+            top = max(getattr(c, drop), getattr(c, control), 0.0)
+            ax.text(x, top + 0.02, f"p={getattr(c, p_key):.1g}", ha="center", fontsize=7)
+        ax.set_xticks(xs, [c.label for c in rows], fontsize=8)
+        ax.set_title(title, fontsize=10)
+        ax.legend(fontsize=7, loc="upper left")
+    axes[0].set_ylabel("mean drop of P(class)")
+    fig.suptitle("Does the prediction need the background? (red: flagged)", fontsize=11)
     _save_figure(fig, path)
 
 
@@ -508,6 +718,7 @@ def differences(before: ModelReport, after: ModelReport, *, marked: float = 0.1)
         row: dict[str, Any] = {"label": a.label, "flagged": [a.flagged, b.flagged]}
         for key, x, y in (
             ("occlusion_drop", a.occlusion_drop, b.occlusion_drop),
+            ("swap_drop", a.swap_drop, b.swap_drop),
             ("background_share", _share(a), _share(b)),
             ("recall", a.recall, b.recall),
         ):
@@ -546,16 +757,17 @@ def _class_table(report: ModelReport) -> str:
             else "<td>–</td>"
             for m in methods
         )
-        drop = "–" if c.occlusion_drop is None else f"{c.occlusion_drop:.2f}"
-        rnd = "–" if c.random_drop is None else f"{c.random_drop:.2f}"
-        flag = '<span class="flag">flagged</span>' if c.flagged else "no"
+        region = test_cell(c.occlusion_drop, c.random_drop, c.occlusion_p)
+        swap = test_cell(c.swap_drop, c.swap_control_drop, c.swap_p)
+        status = f'<span class="flag">{c.status}</span>' if c.flagged else html.escape(c.status or "–")
         rows.append(
             f"<tr><td>{html.escape(c.label)}</td><td>{c.faces}</td><td>{c.recall:.0%}</td>{cells}"
-            f"<td>{drop}</td><td>{rnd}</td><td>{flag}</td></tr>"
+            f"<td>{region}</td><td>{swap}</td><td>{status}</td></tr>"
         )
     return (
         "<table><tr><th>class</th><th>faces</th><th>recall</th>"
-        f"{head}<th>occlusion drop</th><th>random drop</th><th>flag</th></tr>{''.join(rows)}</table>"
+        f"{head}<th>cover strongest region: drop / control (p)</th>"
+        f"<th>replace whole background: drop / control (p)</th><th>verdict</th></tr>{''.join(rows)}</table>"
     )
 
 
@@ -591,28 +803,41 @@ def _difference_table(rows: list[dict[str, Any]]) -> str:
         f'<tr class="{"marked" if r["marked"] else ""}"><td>{html.escape(r["label"])}</td>'
         f"<td>{'flagged' if r['flagged'][0] else 'no'} → {'flagged' if r['flagged'][1] else 'no'}</td>"
         f"<td>{pair(r['occlusion_drop'], r['occlusion_drop_change'])}</td>"
+        f"<td>{pair(r['swap_drop'], r['swap_drop_change'])}</td>"
         f"<td>{pair(r['background_share'], r['background_share_change'])}</td>"
         f"<td>{pair(r['recall'], r['recall_change'])}</td></tr>"
         for r in rows
     )
     return (
         "<h2>What changed</h2><p>Highlighted: the flag changed, or a figure moved by 0.10 or more.</p>"
-        "<table><tr><th>class</th><th>flag</th><th>occlusion drop</th><th>Grad-CAM outside face</th>"
+        "<table><tr><th>class</th><th>flag</th><th>region drop</th><th>whole-background drop</th>"
+        "<th>Grad-CAM outside face</th>"
         f"<th>recall</th></tr>{body}</table>"
     )
 
 
 def render_html(report: ModelReport, files: dict[str, str], compare=None) -> str:
     """report.html: one model, or two side by side with the differences marked."""
+    cfg = report.config
     note = (
-        f"<p>Data: <code>{html.escape(report.data)}</code> ({report.config.split} split); face from "
-        f"{html.escape(report.masks_from)}. Occlusion: the class's strongest background region "
-        "(around its mean Grad-CAM's background peak, down to half of it) filled with the colour "
-        "around it on each correctly classified face, against random background regions of the same "
-        "area; flagged when "
-        f"the drop is ≥ {report.config.flag_drop:.2f} and ≥ {report.config.flag_margin:.2f} above the "
-        "random squares' drop. Grad-CAM here is the last stage's (from the forward, cheap over "
-        "hundreds of faces), not the page's default at the stride-8 stage.</p>"
+        f"<p>Data: <code>{html.escape(report.data)}</code> ({cfg.split} split); the face from "
+        f"{html.escape(report.masks_from)}; background: the pixels off the face on "
+        f"{cfg.min_background:.0%} of the faces. Each class with at least {cfg.min_faces} correctly "
+        "classified faces gets two tests, each against a control made on the same faces: "
+        "<b>cover the strongest background region</b> (around its mean Grad-CAM's background peak, "
+        f"down to half of it, at most {cfg.max_region_share:.0%} of the background; filled with the "
+        f"colour around it) against {cfg.random_regions} random background regions of the same area, "
+        "and <b>replace the whole background</b> with other emotions' faces' backgrounds "
+        f"({cfg.donors} from each other emotion, the median of the emotions' drops, so that one "
+        "emotion's own cue cannot flag another) against other faces of the same emotion's. A test "
+        "flags its class "
+        "when its drop beats the control's face for face (one-sided Wilcoxon signed-rank test, "
+        f"p-value Bonferroni-corrected for the {2 * len(report.classes)} tests of this report, "
+        f"below {cfg.alpha:g}) and by at least {cfg.min_effect:.2f} of probability on average. The "
+        "region test finds a local cue (a logo, a caption); the whole-background test also finds "
+        "one spread over the background (a colour cast, a texture) that no single region holds. "
+        "Grad-CAM here is the last stage's (from the forward, cheap over hundreds of faces), not the "
+        "page's default at the stride-8 stage.</p>"
     )
     if compare is None:
         body = _model_section(report, files, "Model")
