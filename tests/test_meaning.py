@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.stats import wilcoxon
 
 from emotion import EMOTIONS
 from emotion.explainers.gradcam import GRADCAM
@@ -205,10 +206,45 @@ def _concentrates(mass: float, face_mass: float) -> bool:
     return mass >= 1.5 * face_mass
 
 
-def test_lime_mass_sits_in_the_emotion_regions_and_the_controls_do_not(lime_scores):
+def test_lime_mass_sits_in_the_emotion_regions_and_the_blob_does_not(lime_scores):
     """With the app's own LimeConfig: LIME's evidence lies in the predicted emotion's regions
-    clearly more than the face mask's; the centred blob and the face mask fail the same bar."""
+    clearly more than the face mask's; the centred blob fails the same bar.
+
+    This bar says "more than knowing where the face is", not "read from this face": LIME's maps
+    of other faces of the same emotion, shuffled onto these faces, pass it too (measured 2.0-2.1×
+    the face mask's share, LIME's own 2.8×, the bar 1.5×). The next test asks that question."""
     s = lime_scores
     assert _concentrates(s["lime_mass"], s["face_mass"]), s
     assert not _concentrates(s["blob_mass"], s["face_mass"]), s
-    assert not _concentrates(s["face_mass"], s["face_mass"]), s
+
+
+def _region_masses(model, faces, lime_maps, shift: int) -> np.ndarray:
+    """Per fresh face, the share of a LIME map's mass in the regions that define the face's
+    predicted emotion, measured as `lime_mass` is. The map is the face's own for `shift` 0, else
+    the same emotion's map of the face `shift` places on among the faces predicted that emotion
+    (in turn): a LIME map that knows where that emotion's features lie on faces, not this image."""
+    pred = model.predict(faces.images).argmax(1)
+    masses = []
+    for i, c in enumerate(pred):
+        group = np.flatnonzero(pred == c)
+        other = group[(np.searchsorted(group, i) + shift) % len(group)]
+        label = EMOTIONS[c]
+        masses.append(region_share(lime_maps[other][label], faces.defining_mask(i, label)))
+    return np.array(masses)
+
+
+def _p_above(masses: np.ndarray, controls: np.ndarray) -> float:
+    """The p-value that `masses` beat `controls` face by face (one-sided Wilcoxon signed-rank)."""
+    return float(wilcoxon(masses, controls, alternative="greater").pvalue)
+
+
+def test_lime_mass_follows_this_face_and_another_faces_map_does_not(demo_model, fresh_faces, lime_maps):
+    """LIME reads the emotion's regions of *this* face: face by face, its map puts more of its mass
+    there than the same emotion's LIME map of another face does (measured on the demo model: on
+    78 % of the 40 faces, p < 1e-4). Control through the same assertion: one such shuffled map
+    against another, both blind to this image, fails it (measured p = 0.18)."""
+    own, shuffled, reshuffled = (_region_masses(demo_model, fresh_faces, lime_maps, s) for s in (0, 1, 2))
+    p, p_control = _p_above(own, shuffled), _p_above(reshuffled, shuffled)
+    seen = {"own": own.mean(), "shuffled": shuffled.mean(), "p": p, "p_control": p_control}
+    assert p < 0.05, seen
+    assert not (p_control < 0.05), seen

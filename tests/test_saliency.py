@@ -3,6 +3,7 @@ shape and range for every label, computed from the image, and the model left as 
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -13,6 +14,7 @@ from emotion import EMOTIONS, explain
 from emotion.explainers.compare import map_correlation
 from emotion.explainers.registry import default_methods, get_explainer, method_names
 from emotion.explainers.saliency import guided_backprop, input_gradients
+from emotion.model import build_model
 from training.synthetic import make_dataset
 
 FAST = ("gradcam_last", "gradcam_pp", "guided_backprop", "guided_gradcam", "saliency", "smoothgrad")
@@ -68,6 +70,99 @@ def test_the_default_gradcam_is_the_librarys_gradcam_at_layer2(untrained_model, 
 def test_score_cam_maps_every_label(untrained_model, two_faces):
     # One forward per channel of layer4 per label: 2560 masked faces, ~15 s here.
     _check_maps(get_explainer("scorecam")(untrained_model, two_faces[:1]), 1)
+
+
+def _library_cam(model, cam_class, face: np.ndarray, label: str, layer: torch.nn.Module) -> np.ndarray:
+    """pytorch-grad-cam's `cam_class` called directly, as its README does: one face, one
+    `ClassifierOutputTarget`, `layer` as the target layer, fp32."""
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    target = [ClassifierOutputTarget(model.labels.index(label))]
+    with torch.autocast("cpu", enabled=False), cam_class(model=model.net, target_layers=[layer]) as cam:
+        return cam(input_tensor=model.to_tensor(face), targets=target)[0]
+
+
+def _same_map(ours: np.ndarray, theirs: np.ndarray, atol: float) -> bool:
+    return float(np.abs(ours - theirs).max()) <= atol
+
+
+def test_gradcam_pp_is_the_librarys_gradcam_plus_plus_at_the_last_stage(untrained_model, two_faces):
+    """Known answer: the registered Grad-CAM++ equals pytorch-grad-cam's `GradCAMPlusPlus` on the
+    last stage (`model.cam_layer`), called per face and label. Control through the same
+    assertion: the library's Grad-CAM++ at `layer3` (measured 0.14-0.24 away) fails it."""
+    from pytorch_grad_cam import GradCAMPlusPlus
+
+    net = untrained_model.net
+    assert untrained_model.cam_layer is net.layer4
+    maps = get_explainer("gradcam_pp")(untrained_model, two_faces)
+    for face, face_maps in zip(two_faces, maps, strict=True):
+        for label in ("sad", "angry"):
+            want = _library_cam(untrained_model, GradCAMPlusPlus, face, label, net.layer4)
+            assert _same_map(face_maps[label], want, atol=1e-5), label
+            other_layer = _library_cam(untrained_model, GradCAMPlusPlus, face, label, net.layer3)
+            assert not _same_map(face_maps[label], other_layer, atol=1e-5), label
+
+
+@pytest.fixture(scope="module")
+def narrow_model():
+    """A randomly initialised resnet18 with narrow stages (8, 16, 24, 32 channels): Score-CAM
+    makes one forward per channel of its layer per label, 160 for five labels here against 2560
+    for the standard resnet18."""
+    torch.manual_seed(0)
+    model = build_model("resnet18", model_args={"output_stride": 16, "channels": (8, 16, 24, 32)})
+    model.net.eval()
+    return model
+
+
+def test_score_cam_is_the_librarys_score_cam_at_the_last_stage(narrow_model, two_faces):
+    """Known answer: the registered Score-CAM (batched, 64 masked faces per forward) equals
+    pytorch-grad-cam's `ScoreCAM` on the last stage, called per label with its own batch size.
+    Control through the same assertion: the library's Score-CAM at `layer3` (measured 0.11 away)
+    fails it. A random network's maps are smooth blobs (correlation 0.995 with `layer3`'s), so
+    the maps are compared pixel by pixel, not by correlation."""
+    from pytorch_grad_cam import ScoreCAM
+
+    model, face = narrow_model, two_faces[0]
+    assert model.cam_layer is model.net.layer4
+    maps = get_explainer("scorecam").for_face(model, face)
+    for label in ("sad", "angry"):
+        want = _library_cam(model, ScoreCAM, face, label, model.net.layer4)
+        assert _same_map(maps[label], want, atol=1e-5), label
+        other_layer = _library_cam(model, ScoreCAM, face, label, model.net.layer3)
+        assert not _same_map(maps[label], other_layer, atol=1e-5), label
+
+
+def _guided_times_cam(guided: np.ndarray, cam: np.ndarray) -> np.ndarray:
+    """pytorch-grad-cam's README's Guided Grad-CAM, `cam_mask * gb` (H×W×3), as one map the way
+    the project draws pixel gradients: |·| largest over the colour channels, min-max scaled."""
+    from pytorch_grad_cam.utils.image import scale_cam_image
+
+    return scale_cam_image(np.abs(cam[..., None] * guided).max(axis=2)[None])[0]
+
+
+def test_guided_gradcam_is_guided_backprop_times_the_librarys_gradcam(untrained_model, two_faces):
+    """Known answer, computed here from the library's parts: guided backprop
+    (`GuidedBackpropReLUModel`) × `GradCAM` at the last stage, per label. Within 1e-3, not
+    exactly: the project min-max scales |guided backprop| before the product, which shifts it by
+    its minimum (measured 2-4e-4 away, correlation 1 - 1e-12). Controls through the same
+    assertion: the product with the Grad-CAM at `layer3`, and guided backprop alone (0.19-0.99
+    away)."""
+    from pytorch_grad_cam import GradCAM, GuidedBackpropReLUModel
+    from pytorch_grad_cam.utils.image import scale_cam_image
+
+    model, net = untrained_model, untrained_model.net
+    maps = get_explainer("guided_gradcam")(model, two_faces)
+    guided = GuidedBackpropReLUModel(copy.deepcopy(net).eval(), device=model.device)  # it swaps ReLUs
+    for face, face_maps in zip(two_faces, maps, strict=True):
+        for label in ("sad", "angry"):
+            with torch.autocast("cpu", enabled=False):
+                gb = guided(model.to_tensor(face), target_category=model.labels.index(label))
+            want = _guided_times_cam(gb, _library_cam(model, GradCAM, face, label, net.layer4))
+            assert _same_map(face_maps[label], want, atol=1e-3), label
+            other_layer = _guided_times_cam(gb, _library_cam(model, GradCAM, face, label, net.layer3))
+            assert not _same_map(face_maps[label], other_layer, atol=1e-3), label
+            alone = scale_cam_image(np.abs(gb).max(axis=2)[None])[0]
+            assert not _same_map(face_maps[label], alone, atol=1e-3), label
 
 
 def test_input_gradients_read_the_image(untrained_model, two_faces):
