@@ -668,7 +668,10 @@ def save_occlusion_plot(report: ModelReport, path: Path) -> None:
             ax.text(x, top + 0.02, f"p={getattr(c, p_key):.1g}", ha="center", fontsize=7)
         ax.set_xticks(xs, [c.label for c in rows], fontsize=8)
         ax.set_title(title, fontsize=10)
-        ax.legend(fontsize=7, loc="upper left")
+        # Below the axes: above them it would sit on the tall bars a flag has.
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False)
+    lowest = min([0.0, *(v for c in report.classes for v in (c.random_drop, c.swap_control_drop) if v)])
+    axes[0].set_ylim(lowest - 0.05, 1.12)  # room for the p-values over a drop of 1
     axes[0].set_ylabel("mean drop of P(class)")
     fig.suptitle("Does the prediction need the background? (red: flagged)", fontsize=11)
     _save_figure(fig, path)
@@ -743,6 +746,7 @@ th:first-child,td:first-child{text-align:left}
 .flag{color:#b00020;font-weight:600} .marked{background:#fff3c4}
 .cols{display:flex;gap:1rem;flex-wrap:wrap} .cols>div{flex:1 1 480px;min-width:0}
 img{max-width:100%;height:auto}
+.wide{overflow-x:auto}
 """
 
 
@@ -765,9 +769,10 @@ def _class_table(report: ModelReport) -> str:
             f"<td>{region}</td><td>{swap}</td><td>{status}</td></tr>"
         )
     return (
-        "<table><tr><th>class</th><th>faces</th><th>recall</th>"
+        '<div class="wide"><table><tr><th>class</th><th>faces</th><th>recall</th>'
         f"{head}<th>cover strongest region: drop / control (p)</th>"
-        f"<th>replace whole background: drop / control (p)</th><th>verdict</th></tr>{''.join(rows)}</table>"
+        "<th>replace whole background: drop / control (p)</th><th>verdict</th></tr>"
+        f"{''.join(rows)}</table></div>"
     )
 
 
@@ -810,9 +815,9 @@ def _difference_table(rows: list[dict[str, Any]]) -> str:
     )
     return (
         "<h2>What changed</h2><p>Highlighted: the flag changed, or a figure moved by 0.10 or more.</p>"
-        "<table><tr><th>class</th><th>flag</th><th>region drop</th><th>whole-background drop</th>"
-        "<th>Grad-CAM outside face</th>"
-        f"<th>recall</th></tr>{body}</table>"
+        '<div class="wide"><table><tr><th>class</th><th>flag</th><th>region drop</th>'
+        "<th>whole-background drop</th><th>Grad-CAM outside face</th>"
+        f"<th>recall</th></tr>{body}</table></div>"
     )
 
 
