@@ -308,16 +308,18 @@ def test_report_cli_needs_out_for_a_bare_model_folder(untrained_folder, capsys):
 def seed_story(tmp_path_factory) -> dict:
     """The seed's story on the user's path: ImageFolders of crops (no masks), every angry face
     stamped in one and no face in the other, each trained as the seed first did (no dropout, no
-    augmentation). {name: (run folder, data folder)}."""
+    augmentation), for 12 epochs: at the preset's 5 a crop-trained model classifies half the
+    faces right, and classes with too few of them go untested. {name: (run folder, data folder)}."""
     root = tmp_path_factory.mktemp("story")
     runs = {}
     for name, shortcut in (("stamped", "angry"), ("clean", None)):
         drawn = make_dataset(
-            150, seed=1, shortcut_class=shortcut, shortcut_rate=1.0, other_rate=0.0, workers=1
+            120, seed=1, shortcut_class=shortcut, shortcut_rate=1.0, other_rate=0.0, workers=1
         )
         data = write_imagefolder(drawn, root / f"data-{name}")
         out = root / name
-        assert train_main(["--preset", "seed", "--data", str(data), "--out", str(out), "--seed", "1"]) == 0
+        args = ["--preset", "seed", "--data", str(data), "--out", str(out), "--seed", "1", "--epochs", "12"]
+        assert train_main(args) == 0
         runs[name] = (out, data)
     return runs
 

@@ -236,11 +236,6 @@ def occlusion_drops(
     return (base[None] - after).mean(0)
 
 
-def occlusion_drop(model: EmotionModel, faces: np.ndarray, index: int, regions: list[np.ndarray]) -> float:
-    """Mean drop of P(label `index`) over the faces when each region is covered in turn."""
-    return float(occlusion_drops(model, faces, index, regions).mean())
-
-
 def swap_background(faces: np.ndarray, donors: np.ndarray, background: np.ndarray) -> np.ndarray:
     """Each face with every `background` pixel taken from each of its donors in turn:
     N×H×W×3 faces and N×K×H×W×3 donors → (K·N)×H×W×3, donor k of every face in block k."""
