@@ -1,4 +1,4 @@
-"""`python -m bench.truth [--parts pointing,story,sweep,sanity] [--seeds 5] [--model SRC] [--json PATH]`
+"""`python -m bench.truth [--parts pointing,story,sweep,sanity,detector] [--model SRC] [--json PATH]`
 
 Are the maps right, on faces where the right answer is known? Synthetic faces come with masks
 of the regions that define each emotion, read off the generator's own parameters
@@ -22,6 +22,12 @@ mouth; neutral → all three).
   share of angry's mean Grad-CAM and whether the report flags angry. The detector's sensitivity
   curve, not one yes/no.
 - **sanity**: cascading model randomisation (Adebayo et al. 2018) of the demo model's methods.
+- **detector**: the shortcut report against the cue zoo (`training.synthetic.CUES`): models
+  trained the seed's way with a stamp (its corner moving with the seed), a subtitle strip,
+  letterbox bars, a background tint or a texture on 50 % and 100 % of one class's faces (angry,
+  sad or happy, by seed), on drawn faces or on an ImageFolder of the same crops, and clean
+  models; all judged on the same held-out faces with the cue on every face of the class. Targets:
+  at 100 % the cued class and only it flagged in ≥ 90 % of runs; no clean model ever flagged.
 """
 
 from __future__ import annotations
@@ -339,19 +345,24 @@ def judge(model: EmotionModel, faces: SyntheticSet, data_path: str, source: str)
 
 
 def detector(
-    workdir: Path, *, seeds: int = 3, clean_synthetic: int = 5, clean_folder: int = 3, per_class: int = 150,
-    epochs: int = 5, held_out_per_class: int = 30, cues: tuple[str, ...] = DETECTOR_CUES,
+    workdir: Path, *, seeds: int = 3, clean_synthetic: int = 5, clean_folder: int = 3, per_class: int = 120,
+    epochs: int = 12, held_out_per_class: int = 30, cues: tuple[str, ...] = DETECTOR_CUES,
+    shard: tuple[int, int] = (0, 1), rows_from: Path | None = None,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """Train every model of the grid and judge it: cued models on held-out faces with their cue
     on every face of their class, clean models on the held-out faces with each cue in turn (on
     angry) and without any. Per judgement: the flags, each class's drops against its controls,
-    and how much the cue itself moves the model (P(class) with the cue minus without)."""
+    and how much the cue itself moves the model (P(class) with the cue minus without).
+    `shard` (i, n) does every n-th model from the i-th, for n processes side by side; `rows_from`
+    reads the judgements they logged (workdir/detector-rows.jsonl) instead of making any."""
     from tqdm.auto import tqdm
 
+    if rows_from is not None:
+        return [json.loads(line) for line in rows_from.read_text().splitlines() if line.strip()]
     rows = []
     grid = [r for r in detector_runs(seeds, clean_synthetic, clean_folder)
             if r["cue"] is None or r["cue"].partition("-")[0] in cues]  # fmt: skip
-    for run in tqdm(grid, desc="detector models", unit="model"):
+    for run in tqdm(grid[shard[0] :: shard[1]], desc="detector models", unit="model"):
         start = time.perf_counter()
         model, metrics = train_detector_model(run, per_class, epochs, workdir)
         trained = time.perf_counter() - start
@@ -422,6 +433,15 @@ def detector_text(rows: list[dict[str, Any]]) -> str:
     share = exact / len(full) if full else float("nan")
     lines.append(f"At 100 % contamination: {exact}/{len(full)} = {share:.0%} (target ≥ 90 %): "
                  f"{'met' if share >= 0.9 else 'NOT met'}")  # fmt: skip
+    reads = [r for r in full if r["cue_drop"] is not None and r["cue_drop"] >= 0.5]
+    found = sum(r["flagged"] == [r["cued_class"]] for r in reads)
+    lines.append(f"  of the models that read their cue (it moves P(class) by ≥ 0.5): {found}/{len(reads)}")
+    for r in full:
+        if r not in reads:
+            lines.append(
+                f"  {r['cue']} seed {r['seed']} ({r['cued_class']}, {r['data_path']}) does not read its cue "
+                f"(it moves P by {r['cue_drop']:.2f}): flagged {r['flagged'] or 'nothing'}"
+            )
     wrong = [(r, label) for r in rows if r["cue"] for label in r["flagged"] if label != r["cued_class"]]
     lines.append(f"Other classes flagged on cued models: {len(wrong)}")
     lines += [f"  {r['cue']} {r['rate']:.0%} seed {r['seed']}: {label}" for r, label in wrong]
@@ -441,9 +461,25 @@ def detector_text(rows: list[dict[str, Any]]) -> str:
         lines.append(
             f"Clean models' largest drop above its control: {max(effects):+.3f} (flag needs ≥ +0.10)"
         )
-    missed = [r for r in full if r["cue_drop"] is not None and r["cue_drop"] < 0.5]
-    lines.append(f"Cued models at 100 % whose cue moves P(class) by < 0.5: {len(missed)}")
+    significant_small = [e for r in clean for e in _excesses(r) if e[1] < 0.05 and e[0] < 0.10]
+    large_chance = [e for r in clean for e in _excesses(r) if e[0] >= 0.10 and e[1] >= 0.05]
+    lines.append(
+        f"  clean judgements' tests with p < 0.05 but a difference < 0.10: {len(significant_small)}; "
+        f"with a difference ≥ 0.10 but p ≥ 0.05: {len(large_chance)} (one bar alone would flag them)"
+    )
+    trained = {(r["cue"], r.get("rate"), r["seed"], r["data_path"]): r["train_seconds"] for r in rows}
+    judged = sum(r["report_seconds"] for r in rows)
+    lines.append(
+        f"Cost: {len(trained)} models, training {sum(trained.values()) / 60:.0f} min and judging "
+        f"{judged / 60:.0f} min of process time (one thread each)"
+    )
     return "\n".join(lines)
+
+
+def _excesses(row: dict[str, Any]) -> list[tuple[float, float]]:
+    """(test drop − control drop, corrected p) of every test made in one judgement."""
+    keys = (("occlusion_drop", "random_drop", "occlusion_p"), ("swap_drop", "swap_control_drop", "swap_p"))
+    return [(c[a] - c[b], c[p]) for c in row["classes"].values() for a, b, p in keys if a in c and b in c]
 
 
 def _by(c: dict[str, Any]) -> str:
@@ -516,8 +552,15 @@ def run(
         start = time.perf_counter()
         rows = detector(workdir, **(detector_options or {}))
         result["detector"] = rows
-        result["detector_seconds"] = round(time.perf_counter() - start)
-        done(f"The detector over the cue zoo ({result['detector_seconds']} s):\n" + detector_text(rows))
+        opts = detector_options or {}
+        if opts.get("rows_from") is None:
+            result["detector_seconds"] = round(time.perf_counter() - start)
+        where = (
+            f"judgements read from {opts['rows_from']}"
+            if opts.get("rows_from")
+            else f"{result['detector_seconds']} s"
+        )
+        done(f"The detector over the cue zoo ({where}):\n" + detector_text(rows))
     return result
 
 
@@ -542,9 +585,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the result as JSON")
     p.add_argument("--cues", default=",".join(DETECTOR_CUES), help="detector: the cues of the grid")
     p.add_argument("--detector-seeds", type=int, default=3, help="detector: training seeds per cue and rate")
-    p.add_argument("--per-class-train", type=int, default=150, help="detector: training faces per class")
-    p.add_argument("--epochs", type=int, default=5, help="detector: training epochs (the seed's recipe)")
+    p.add_argument("--per-class-train", type=int, default=120, help="detector: training faces per class")
+    p.add_argument("--epochs", type=int, default=12, help="detector: training epochs (the seed's recipe)")
     p.add_argument("--clean", default="5,3", help="detector: clean models on drawn faces, on an ImageFolder")
+    p.add_argument(
+        "--shard", default="0/1", help="detector: I/N, every N-th model from the I-th (N processes)"
+    )
+    p.add_argument(
+        "--rows-from", type=Path, default=None, help="detector: print the judgements of this JSONL"
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     parts = tuple(x.strip() for x in args.parts.split(",") if x.strip())
@@ -574,9 +623,11 @@ def detector_options(args: argparse.Namespace) -> dict[str, Any]:
     unknown = sorted(set(cues) - set(CUES))
     if unknown:
         raise SystemExit(f"unknown cues {unknown}: choose from {', '.join(CUES)}")
+    index, count = (int(n) for n in args.shard.split("/"))
     return {
         "seeds": args.detector_seeds, "clean_synthetic": clean_synthetic, "clean_folder": clean_folder,
-        "per_class": args.per_class_train, "epochs": args.epochs, "cues": cues,
+        "per_class": args.per_class_train, "epochs": args.epochs, "cues": cues, "shard": (index, count),
+        "rows_from": args.rows_from,
     }  # fmt: skip
 
 
