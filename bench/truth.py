@@ -453,10 +453,7 @@ def detector_text(rows: list[dict[str, Any]]) -> str:
     )
     for r in false:
         lines.append(f"  clean seed {r['seed']} ({r['data_path']}) on {r['judged_cue']}: {r['flagged']}")
-    pairs = (("occlusion_drop", "random_drop"), ("swap_drop", "swap_control_drop"))
-    effects = [
-        c[a] - c[b] for r in clean for c in r["classes"].values() for a, b in pairs if a in c and b in c
-    ]
+    effects = [effect for r in clean for effect, _ in _excesses(r)]
     if effects:
         lines.append(
             f"Clean models' largest drop above its control: {max(effects):+.3f} (flag needs ≥ +0.10)"
