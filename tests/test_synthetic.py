@@ -7,7 +7,17 @@ import numpy as np
 import pytest
 
 from emotion.labels import EMOTIONS
-from training.synthetic import REGIONS, main, make_dataset, make_face, write_imagefolder
+from training.synthetic import (
+    CUES,
+    GLOBAL_CUES,
+    REGIONS,
+    SyntheticSpec,
+    SyntheticSpecError,
+    main,
+    make_dataset,
+    make_face,
+    write_imagefolder,
+)
 
 PER_CLASS = 40
 ROWS = np.arange(100)[None, :, None]
@@ -142,6 +152,35 @@ def test_shortcut_cue_sits_in_the_lower_right_corner_outside_the_face():
     np.testing.assert_array_equal(cued.images[:, :, :72], clean.images[:, :, :72])
     for r in ("face", "brows", "eyes", "mouth"):
         np.testing.assert_array_equal(cued.masks[r], clean.masks[r])
+
+
+@pytest.mark.parametrize("cue", CUES)
+def test_every_cue_lies_off_the_face_on_the_class_given_it_and_leaves_the_face_as_drawn(cue):
+    clean = make_dataset(6, seed=8, workers=1)
+    cued = make_dataset(
+        6, seed=8, shortcut_class="sad", shortcut_rate=1.0, other_rate=0.0, cue=cue, workers=1
+    )
+    sad = cued.labels == EMOTIONS.index("sad")
+    marked = cued.masks["shortcut"].any(axis=(1, 2))
+    assert marked[sad].all() and not marked[~sad].any()
+    assert not (cued.masks["shortcut"] & cued.masks["face"]).any()
+    changed = (cued.images != clean.images).any(axis=-1)
+    assert changed[sad].any(axis=(1, 2)).all() and not changed[~sad].any()
+    # A global cue covers the background; a local one a small part of the crop.
+    share = cued.masks["shortcut"][sad].mean()
+    assert share > 0.2 if cue in GLOBAL_CUES else share < 0.15, share
+    for r in ("face", "brows", "eyes", "mouth"):
+        np.testing.assert_array_equal(cued.masks[r], clean.masks[r])
+
+
+def test_a_data_source_names_its_cue():
+    assert SyntheticSpec.parse("synthetic:10:sad@tint:1:0") == SyntheticSpec(10, "sad", 1.0, 0.0, cue="tint")
+    assert SyntheticSpec.parse("synthetic:10:angry").cue == "stamp"
+    for bad in ("synthetic:10:sad@glitter", "synthetic:10:sad@"):
+        with pytest.raises(SyntheticSpecError, match="CUE one of"):
+            SyntheticSpec.parse(bad)
+    with pytest.raises(ValueError, match="Unknown cue"):
+        make_face("sad", np.random.default_rng(0), cue="glitter")
 
 
 def test_haar_cascade_finds_most_faces():

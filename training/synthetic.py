@@ -573,10 +573,10 @@ class SyntheticSpec:
             rates = [float(p) for p in parts[3:]]
         except ValueError:
             raise SyntheticSpecError(spec) from None
-        shortcut, _, cue = parts[2].partition("@") if len(parts) > 2 else (None, "", "")
+        shortcut, at, cue = parts[2].partition("@") if len(parts) > 2 else (None, "", "")
         if per_class < 1 or (shortcut is not None and shortcut not in EMOTIONS):
             raise SyntheticSpecError(spec)
-        if any(not 0.0 <= r <= 1.0 for r in rates) or (cue and cue not in CUES):
+        if any(not 0.0 <= r <= 1.0 for r in rates) or (at and cue not in CUES):
             raise SyntheticSpecError(spec)
         return cls(per_class, shortcut, *rates, cue=cue or "stamp")
 
