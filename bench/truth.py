@@ -396,9 +396,14 @@ def detector(
 
 
 def _detector_class(c) -> dict[str, Any]:
+    from training.report import P_VALUES
+
     keys = ("status", "faces", "flagged_by", "occlusion_drop", "random_drop", "occlusion_p", "swap_drop",
             "swap_control_drop", "swap_p")  # fmt: skip
-    return {k: (round(v, 4) if isinstance(v, float) else v) for k in keys if (v := getattr(c, k)) is not None}
+    rounded = {
+        k: (round(v, 4) if isinstance(v, float) else v) for k in keys if (v := getattr(c, k)) is not None
+    }
+    return rounded | {k: float(f"{getattr(c, k):.3g}") for k in P_VALUES if getattr(c, k) is not None}
 
 
 def detector_text(rows: list[dict[str, Any]]) -> str:

@@ -580,7 +580,13 @@ def _mistakes(model: EmotionModel, faces: ReportFaces, probs: np.ndarray, k: int
 
 
 def _class_json(figures: ClassFigures) -> dict[str, Any]:
-    return _rounded({k: v for k, v in asdict(figures).items() if k != "region_mask"})
+    values = _rounded({k: v for k, v in asdict(figures).items() if k != "region_mask"})
+    # p-values to 3 significant digits: 4 decimals would turn p = 2e-06 into a p of 0.
+    values.update({k: float(f"{v:.3g}") for k in P_VALUES if (v := getattr(figures, k)) is not None})
+    return values
+
+
+P_VALUES = ("occlusion_p", "swap_p")
 
 
 def _rounded(value: Any) -> Any:
