@@ -93,7 +93,8 @@ FAITHFULNESS_LABEL = (
 )
 FIGURES_LEGEND = (
     "Under each map: the emotion's probability, then the share of the map that lies outside the "
-    "face (an ellipse around the detected box, chin and jaw included: background) and, for LIME, the R² of its linear fit (low: the map explains "
+    "face (an ellipse around the detected box, chin and jaw included: background) and, for LIME, "
+    "the R² of its linear fit (low: the map explains "
     "little of how the model's answer moved). Faithfulness (on request): the area under the top "
     "emotion's probability as the map's pixels are deleted (lower is better) or inserted into a "
     "blurred face (higher is better)."
