@@ -396,14 +396,11 @@ def detector(
 
 
 def _detector_class(c) -> dict[str, Any]:
-    from training.report import P_VALUES
+    from training.report import class_json
 
     keys = ("status", "faces", "flagged_by", "occlusion_drop", "random_drop", "occlusion_p", "swap_drop",
             "swap_control_drop", "swap_p")  # fmt: skip
-    rounded = {
-        k: (round(v, 4) if isinstance(v, float) else v) for k in keys if (v := getattr(c, k)) is not None
-    }
-    return rounded | {k: float(f"{getattr(c, k):.3g}") for k in P_VALUES if getattr(c, k) is not None}
+    return {k: v for k, v in class_json(c).items() if k in keys and v is not None}
 
 
 def detector_text(rows: list[dict[str, Any]]) -> str:

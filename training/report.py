@@ -226,11 +226,10 @@ def cover(faces: np.ndarray, region: np.ndarray) -> np.ndarray:
 
 
 def occlusion_drops(
-    model: EmotionModel, faces: np.ndarray, index: int, regions: list[np.ndarray]
+    model: EmotionModel, faces: np.ndarray, base: np.ndarray, index: int, regions: list[np.ndarray]
 ) -> np.ndarray:
-    """Per face, the drop of P(label `index`) when each region is covered in turn, averaged over
-    the regions."""
-    base = model.predict(faces)[:, index]
+    """Per face, the drop of P(label `index`) from `base` (its value on the faces as they are)
+    when each region is covered in turn, averaged over the regions."""
     covered = np.concatenate([cover(faces, region) for region in regions])
     after = model.predict(covered)[:, index].reshape(len(regions), len(faces))
     return (base[None] - after).mean(0)
@@ -245,10 +244,11 @@ def swap_background(faces: np.ndarray, donors: np.ndarray, background: np.ndarra
 
 
 def swap_drops(
-    model: EmotionModel, faces: np.ndarray, index: int, donors: np.ndarray, background: np.ndarray
-) -> np.ndarray:
-    """Per face, the mean drop of P(label `index`) when its whole background is a donor's."""
-    base = model.predict(faces)[:, index]
+    model: EmotionModel, faces: np.ndarray, base: np.ndarray, index: int, donors: np.ndarray,
+    background: np.ndarray,
+) -> np.ndarray:  # fmt: skip
+    """Per face, the mean drop of P(label `index`) from `base` when its whole background is a
+    donor's."""
     after = model.predict(swap_background(faces, donors, background))[:, index]
     return (base[None] - after.reshape(donors.shape[1], len(faces))).mean(0)
 
@@ -268,14 +268,15 @@ def pick_donors(
 
 
 def whole_background_drops(
-    model: EmotionModel, faces: ReportFaces, own: np.ndarray, index: int, background: np.ndarray,
-    count: int, rng: np.random.Generator,
+    model: EmotionModel, faces: ReportFaces, own: np.ndarray, base: np.ndarray, index: int,
+    background: np.ndarray, count: int, rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray] | None:  # fmt: skip
-    """Per face of `own` (of class `index`): the drop of P(class) when its whole background is
-    another emotion's, and the control, when it is another face's of its own emotion. Each other
-    emotion lends `count` backgrounds and the face takes the median of their drops: a class whose
-    own background carries no cue must not be flagged because one other class's does (its
-    backgrounds would pull every face towards that class). None when there are no donors."""
+    """Per face of `own` (of class `index`, whose P(class) as it is is `base`): the drop of
+    P(class) when its whole background is another emotion's, and the control, when it is another
+    face's of its own emotion. Each other emotion lends `count` backgrounds and the face takes the
+    median of their drops: a class whose own background carries no cue must not be flagged because
+    one other class's does (its backgrounds would pull every face towards that class). None when
+    there are no donors."""
     images = faces.images[own]
     same = pick_donors(faces.labels, own, index, 2 * count, rng)
     others = [pick_donors(faces.labels, own, k, count, rng) for k in np.unique(faces.labels) if k != index]
@@ -283,9 +284,10 @@ def whole_background_drops(
     if same is None or not others:
         return None
     drops = np.median(
-        [swap_drops(model, images, index, faces.images[donors], background) for donors in others], axis=0
+        [swap_drops(model, images, base, index, faces.images[donors], background) for donors in others],
+        axis=0,
     )
-    return drops, swap_drops(model, images, index, faces.images[same], background)
+    return drops, swap_drops(model, images, base, index, faces.images[same], background)
 
 
 @dataclass(frozen=True)
@@ -385,7 +387,7 @@ class ModelReport:
             "macro_f1": self.metrics["macro_f1"],
             "confusion_matrix": self.metrics["confusion_matrix"],
             "label_names": self.metrics["label_names"],
-            "classes": {c.label: _class_json(c) for c in self.classes},
+            "classes": {c.label: class_json(c) for c in self.classes},
             "mistakes": self.mistakes,
             "sanity": self.sanity.to_dict() if self.sanity is not None else None,
             "config": asdict(self.config),
@@ -490,6 +492,7 @@ def background_tests(
     other faces of its own emotion's)."""
     corrections = 2 * len(model.labels)  # every test the report makes: two per class
     images = faces.images[own]
+    base = model.predict(images)[:, index]  # once: every test's drops are from these
     region = strongest_region(mean_cam, background, cfg.region_level, cfg.max_region_share)
     ys, xs = np.nonzero(region)
     figures.occlusion_region = [int(xs.min()), int(ys.min()), int(np.ptp(xs)) + 1, int(np.ptp(ys)) + 1]
@@ -500,8 +503,8 @@ def background_tests(
     controls = random_regions(region, background, cfg.random_regions, rng)
     if controls:
         tests["region test"] = paired_test(
-            occlusion_drops(model, images, index, [region]),
-            occlusion_drops(model, images, index, controls),
+            occlusion_drops(model, images, base, index, [region]),
+            occlusion_drops(model, images, base, index, controls),
             corrections,
             cfg,
         )
@@ -510,7 +513,7 @@ def background_tests(
             f"no room for a control: no random background region of {figures.occlusion_area} px fits "
             "beside the strongest one"
         )
-    swapped = whole_background_drops(model, faces, own, index, background, cfg.donors, rng)
+    swapped = whole_background_drops(model, faces, own, base, index, background, cfg.donors, rng)
     if swapped is not None:
         tests["whole-background test"] = paired_test(*swapped, corrections, cfg)
     else:
@@ -579,7 +582,7 @@ def _mistakes(model: EmotionModel, faces: ReportFaces, probs: np.ndarray, k: int
     return rows, tiles
 
 
-def _class_json(figures: ClassFigures) -> dict[str, Any]:
+def class_json(figures: ClassFigures) -> dict[str, Any]:
     values = _rounded({k: v for k, v in asdict(figures).items() if k != "region_mask"})
     # p-values to 3 significant digits: 4 decimals would turn p = 2e-06 into a p of 0.
     values.update({k: float(f"{v:.3g}") for k in P_VALUES if (v := getattr(figures, k)) is not None})

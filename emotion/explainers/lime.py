@@ -8,10 +8,9 @@ same kernel-weighted ridge per label. What it does otherwise:
 - the patterns become faces on the model's device (`perturbed_faces`), the probabilities stay
   there, and one float64 solve fits all labels at once (`weighted_ridge`): only the C×S weights
   come back to the host. lime_image builds every face on the host, passes the answers through
-  numpy and fits five scikit-learn ridges, each with its input validation: on an H200 those fits
-  and the wait for the answers on the host took 40 of a report's 62 ms (issue 11's profile), and
-  on 2 CPU cores the work besides the network fell from about 125 to 65 ms. A test holds the
-  weights and R² to lime_base's on the same patterns to 1e-6;
+  numpy and fits five scikit-learn ridges, each with its input validation, and those host round
+  trips, not the network, were most of its cost besides the forward (docs/findings.md). A test
+  holds the weights and R² to lime_base's on the same patterns to 1e-6;
 - the patterns are drawn differently (`orthogonal_patterns`). What that guarantees, exactly:
   - each pattern on its own is uniform over all on/off patterns, as lime_image's are;
   - so, as the samples grow, the fits converge to the same estimand as lime_image's;
