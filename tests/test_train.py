@@ -8,7 +8,9 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -265,3 +267,69 @@ def test_evaluate_gives_the_same_metrics_format(run_dir, tmp_path, capsys):
     assert sum(map(sum, metrics["confusion_matrix"])) == 20
     assert (tmp_path / "confusion_matrix.png").is_file()
     assert "macro-F1" in capsys.readouterr().out
+
+
+# --- against background shortcuts -----------------------------------------------------------
+def test_swap_backgrounds_gives_each_face_another_faces_background_and_keeps_the_face():
+    from training.augment import swap_backgrounds
+
+    n = 16
+    faces = torch.arange(n, dtype=torch.uint8).view(n, 1, 1, 1).expand(n, 3, 10, 10).clone()
+    on_face = torch.zeros(1, 1, 10, 10, dtype=torch.bool)
+    on_face[..., 3:7, 3:7] = True
+    swapped = swap_backgrounds(faces, on_face, 1.0, torch.Generator().manual_seed(0))
+    assert torch.equal(swapped[:, :, 3:7, 3:7], faces[:, :, 3:7, 3:7])  # the face is its own
+    backgrounds = swapped[:, 0, 0, 0]
+    # Each background went to one face (a permutation of the batch), and most moved.
+    assert sorted(backgrounds.tolist()) == list(range(n)) and (backgrounds != torch.arange(n)).sum() >= n // 2
+    assert (swapped[:, :, ~on_face[0, 0]] == backgrounds.view(n, 1, 1)).all()  # whole, not in patches
+    assert torch.equal(swap_backgrounds(faces, on_face, 0.0, torch.Generator().manual_seed(0)), faces)
+    # Per-face masks (drawn faces): each face keeps its own face region.
+    own = torch.zeros(n, 1, 10, 10, dtype=torch.bool)
+    own[torch.arange(n), 0, torch.arange(n) % 10, 0] = True
+    swapped = swap_backgrounds(faces, own, 1.0, torch.Generator().manual_seed(1))
+    assert torch.equal(swapped[own.expand(-1, 3, -1, -1)], faces[own.expand(-1, 3, -1, -1)])
+
+
+def test_against_background_is_a_flag_a_config_key_and_a_preset():
+    from training.train import build_parser
+
+    assert build_parser().parse_args(["--against-background"]).against_background == 1.0
+    assert build_parser().parse_args(["--against-background", "0.5"]).against_background == 0.5
+    assert build_parser().parse_args([]).against_background is None  # the config's value stays
+    assert load_config(None, {"data": "synthetic:5", "against_background": 0.5}).against_background == 0.5
+    cfg = load_config(None, {}, preset="against-background")
+    assert cfg.against_background == 1.0 and cfg.data == load_config(None, {}, preset="seed").data
+    with pytest.raises(TrainConfigError, match="from 0 \\(off\\) to 1"):
+        load_config(None, {"data": "synthetic:5", "against_background": 1.5})
+
+
+def test_training_against_the_background_reads_the_report_s_face_definition(tmp_path, monkeypatch):
+    """Drawn faces bring their own face masks, crops the crop geometry: the same masks the
+    report's tests change the background outside of; and every training step swaps."""
+    from training.augment import swap_backgrounds as real_swap
+    from training.data import load_faces
+    from training.synthetic import make_dataset, write_imagefolder
+
+    cfg = TrainConfig(
+        data="synthetic:6", arch="resnet10t", epochs=1, batch_size=10, precision="fp32", device="cpu",
+        out=str(tmp_path / "drawn"), validate_every_epoch=False, against_background=1.0,
+    )  # fmt: skip
+    calls = []
+
+    def recording_swap(faces, on_face, share, generator):
+        calls.append((tuple(on_face.shape), share))
+        return real_swap(faces, on_face, share, generator)
+
+    monkeypatch.setattr("training.train.swap_backgrounds", recording_swap)
+    trainer = Trainer(cfg)
+    drawn = make_dataset(6, seed=0, workers=1).masks["face"]
+    assert torch.equal(trainer.on_face[:, 0].cpu(), torch.from_numpy(drawn))
+    trainer.fit()
+    assert calls == [((10, 1, 100, 100), 1.0)] * trainer.total_steps
+    folder = write_imagefolder(make_dataset(2, seed=0, workers=1), tmp_path / "crops")
+    crops = load_faces(str(folder))
+    assert crops.drawn_face_masks is None and "crop geometry" in crops.face_masks_from
+    trainer = Trainer(replace(cfg, data=str(folder), out=str(tmp_path / "crops-run")))
+    assert trainer.on_face.shape == (1, 1, 100, 100)
+    assert torch.equal(trainer.on_face[0, 0].cpu(), torch.from_numpy(np.array(crops.face_masks()[0])))

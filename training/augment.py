@@ -2,6 +2,8 @@
 
 One affine warp per batch (flip, small rotation, scale and shift) keeps front-facing faces
 front-facing while moving every cue a little, so the model cannot key on exact pixel positions.
+`swap_backgrounds` is the training option against background shortcuts: faces on each other's
+backgrounds, so that no background predicts a class.
 """
 
 from __future__ import annotations
@@ -73,3 +75,21 @@ def _random_erase(x: torch.Tensor, p: float, rand) -> torch.Tensor:
     chosen = (rand(n) < p).view(n, 1, 1)
     mask = (inside & chosen).unsqueeze(1)
     return torch.where(mask, torch.zeros((), device=x.device, dtype=x.dtype), x)
+
+
+def swap_backgrounds(
+    faces: torch.Tensor, on_face: torch.Tensor, share: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """N×3×H×W faces (any dtype) with, on `share` of them chosen at random, every pixel off the
+    face (`on_face`: N×1×H×W, or 1×1×H×W for crops that all share one face region) taken from
+    another face of the batch. The donors are a random permutation of the batch, so each
+    background lands on one face whatever its class: at share 1 a background says nothing of its
+    face's class, and a cue in it (a logo, a tint) no longer predicts one. This is "Mixed-Rand" of
+    Xiao et al., "Noise or Signal: the role of image backgrounds in object recognition" (ICLR 2021).
+    """
+    n = faces.shape[0]
+    where = generator.device if generator is not None else faces.device
+    donors = torch.randperm(n, generator=generator, device=where).to(faces.device)
+    chosen = (torch.rand(n, generator=generator, device=where) < share).to(faces.device)
+    keep = on_face | ~chosen.view(n, 1, 1, 1)
+    return torch.where(keep, faces, faces[donors])

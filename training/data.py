@@ -23,7 +23,8 @@ import numpy as np
 from PIL import Image
 
 from emotion.errors import EmotionLensError
-from emotion.faces import center_box, crop_face, load_image
+from emotion.explainers.figures import crop_face_mask
+from emotion.faces import DetectConfig, center_box, crop_face, load_image
 from emotion.labels import EMOTIONS
 
 log = logging.getLogger(__name__)
@@ -53,12 +54,20 @@ class FaceData:
     labels: np.ndarray  # N int64, index into `label_names`
     label_names: tuple[str, ...]  # the five emotions, in EMOTIONS order
     files: list[str]  # where each face came from: a path, "csv:row 12" or "hf:train[3]"
+    # N×H×W bool, True on the face, where the source knows it (drawn faces); None for crops,
+    # whose face is where their geometry puts it (`face_masks`).
+    drawn_face_masks: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n, shape = len(self.labels), self.images.shape
         if len(shape) != 4 or shape[3] != 3 or shape[0] != n or len(self.files) != n:
             raise ValueError(
                 f"FaceData needs N×H×W×3 images, N labels, N files: got {shape}, {n}, {len(self.files)}."
+            )
+        if self.drawn_face_masks is not None and self.drawn_face_masks.shape != shape[:3]:
+            raise ValueError(
+                f"FaceData's face masks must be N×H×W like its images {shape[:3]}: got "
+                f"{self.drawn_face_masks.shape}."
             )
 
     def __len__(self) -> int:
@@ -71,7 +80,28 @@ class FaceData:
     def subset(self, idx) -> FaceData:
         """The faces at `idx` (index array, bool mask or slice), as copies."""
         rows = np.atleast_1d(np.arange(len(self))[idx])  # fancy indexing copies; a slice would not
-        return FaceData(self.images[rows], self.labels[rows], self.label_names, [self.files[i] for i in rows])
+        masks = None if self.drawn_face_masks is None else self.drawn_face_masks[rows]
+        return FaceData(
+            self.images[rows], self.labels[rows], self.label_names, [self.files[i] for i in rows], masks
+        )
+
+    def face_masks(self) -> np.ndarray:
+        """N×H×W bool, True on the face: the one face/background definition that training against
+        background shortcuts and the shortcut report share. Drawn faces bring their masks; any
+        other face is a crop cut by `emotion.faces.crop_face` with the default margin (the
+        extractor's), so its face is where `emotion.explainers.figures.crop_face_mask` puts it,
+        chin and jaw included. A read-only view for crops: one mask serves them all."""
+        if self.drawn_face_masks is not None:
+            return self.drawn_face_masks
+        one = crop_face_mask(self.images.shape[1], DetectConfig().margin)
+        return np.broadcast_to(one, self.images.shape[:3])
+
+    @property
+    def face_masks_from(self) -> str:
+        """Where `face_masks` comes from, in words for a report."""
+        if self.drawn_face_masks is not None:
+            return "synthetic face masks"
+        return f"crop geometry (an ellipse around the detected box, margin {DetectConfig().margin})"
 
 
 @dataclass(frozen=True)

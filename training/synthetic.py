@@ -27,7 +27,7 @@ import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -604,11 +604,12 @@ class SyntheticSpecError(EmotionLensError, ValueError):
 
 
 def as_face_data(dataset: SyntheticSet, start: int = 0):
-    """A SyntheticSet as a training.data.FaceData, ids `synthetic:{index}` from `start`."""
+    """A SyntheticSet as a training.data.FaceData, ids `synthetic:{index}` from `start`, with its
+    drawn face masks when it was drawn with masks."""
     from training.data import FaceData  # lazy: data.py pulls in PIL and the loaders
 
     ids = [f"synthetic:{start + i}" for i in range(len(dataset.labels))]
-    return FaceData(dataset.images, dataset.labels, EMOTIONS, ids)
+    return FaceData(dataset.images, dataset.labels, EMOTIONS, ids, dataset.masks.get("face"))
 
 
 def split_range(spec: SyntheticSpec, split: str, *, val_fraction: float) -> tuple[int, int]:
@@ -620,11 +621,15 @@ def split_range(spec: SyntheticSpec, split: str, *, val_fraction: float) -> tupl
     return max(1, round(spec.per_class * val_fraction)), spec.per_class
 
 
-def synthetic_split(spec: str, split: str, *, seed: int, val_fraction: float):
-    """The `train` or `val` FaceData of a `synthetic:…` data source (`SyntheticSpec`)."""
+def synthetic_split(spec: str, split: str, *, seed: int, val_fraction: float, face_masks: bool = False):
+    """The `train` or `val` FaceData of a `synthetic:…` data source (`SyntheticSpec`), with the
+    drawn face masks if `face_masks`."""
     parsed = SyntheticSpec.parse(spec)
     per_class, start = split_range(parsed, split, val_fraction=val_fraction)
-    return as_face_data(parsed.draw(per_class, seed=seed, start=start, with_masks=False), start)
+    drawn = parsed.draw(per_class, seed=seed, start=start, with_masks=face_masks)
+    if face_masks:  # only the face's: the other regions' masks would be 4× its memory for nothing
+        drawn = replace(drawn, masks={"face": drawn.masks["face"]})
+    return as_face_data(drawn, start)
 
 
 def _write_iter(dataset: SyntheticSet, out: Path, first: int = 0) -> Iterator[Path]:

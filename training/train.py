@@ -41,7 +41,7 @@ from emotion.files import write_file_atomically
 from emotion.model import build_model, resolve_precision
 from emotion.runs import RunFolder
 from emotion.timing import sync_device
-from training.augment import AugmentConfig, augment
+from training.augment import AugmentConfig, augment, swap_backgrounds
 from training.metrics import compute_metrics, format_metrics, save_confusion_matrix, save_curves
 
 log = logging.getLogger(__name__)
@@ -87,6 +87,11 @@ class TrainConfig:
     demo: bool = False  # the model is the synthetic demo model: the app and the CLI say so
     log_every: int = 25  # steps between progress-bar updates (each reads the loss: a GPU sync)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # Against background shortcuts: this share of every step's faces (0: off, 1: all) is shown on
+    # another training face's background, everything off the face as FaceData.face_masks defines
+    # it (the shortcut report's definition), so no background predicts a class
+    # (training.augment.swap_backgrounds).
+    against_background: float = 0.0
 
 
 def demo_preset() -> TrainConfig:
@@ -159,10 +164,17 @@ def fixed_preset() -> TrainConfig:
     )
 
 
+def against_background_preset() -> TrainConfig:
+    """The seed's first model trained against background shortcuts: the same faces, the cue on
+    every angry face, the same recipe, every face of every step on another face's background."""
+    return dataclasses.replace(seed_preset(), against_background=1.0)
+
+
 PRESETS: dict[str, Callable[[], TrainConfig]] = {
     "demo": demo_preset,
     "seed": seed_preset,
     "fixed": fixed_preset,
+    "against-background": against_background_preset,
 }
 
 
@@ -189,6 +201,11 @@ def load_config(
         raise TrainConfigError(f"device must be 'auto', 'cpu' or 'cuda', not {cfg.device!r}.")
     if cfg.balance not in ("weights", "sampler", "none"):
         raise TrainConfigError(f"balance must be 'weights', 'sampler' or 'none', not {cfg.balance!r}.")
+    if not 0.0 <= cfg.against_background <= 1.0:
+        raise TrainConfigError(
+            f"against_background is the share of faces given another face's background: a number "
+            f"from 0 (off) to 1 (every face), not {cfg.against_background!r}."
+        )
     if not cfg.data:
         raise TrainConfigError(
             "No training data: pass --data (a folder, a FER2013 CSV, hf:NAME or synthetic:N)."
@@ -201,10 +218,13 @@ def load_training_data(cfg: TrainConfig):
     if cfg.data.startswith("synthetic:"):
         from training.synthetic import synthetic_split
 
-        return tuple(
-            synthetic_split(cfg.data, split, seed=cfg.seed, val_fraction=cfg.val_fraction)
-            for split in ("train", "val")
-        )
+        return (
+            synthetic_split(
+                cfg.data, "train", seed=cfg.seed, val_fraction=cfg.val_fraction,
+                face_masks=cfg.against_background > 0,
+            ),
+            synthetic_split(cfg.data, "val", seed=cfg.seed, val_fraction=cfg.val_fraction),
+        )  # fmt: skip
     from training.data import load_splits
 
     splits = load_splits(cfg.data, val_fraction=cfg.val_fraction, seed=cfg.seed)
@@ -225,6 +245,15 @@ def warmup_cosine(warmup_frac: float) -> Callable[[float], float]:
 def to_uint8_tensor(images: np.ndarray) -> torch.Tensor:
     """N×H×W×3 uint8 → N×3×H×W uint8 tensor."""
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous()
+
+
+def face_mask_tensor(data, device: torch.device) -> torch.Tensor:
+    """The faces' `FaceData.face_masks` as a bool tensor on `device`: N×1×H×W for drawn faces,
+    1×1×H×W for crops, which all share one."""
+    masks = data.face_masks()
+    one_for_all = data.drawn_face_masks is None
+    # A copy: the crops' mask is a read-only broadcast view, which torch will not wrap.
+    return torch.from_numpy(np.array(masks[:1] if one_for_all else masks, bool)).unsqueeze(1).to(device)
 
 
 class Trainer:
@@ -257,7 +286,9 @@ class Trainer:
         set_seed(cfg.seed)
         self.train_data, self.val_data = data if data is not None else load_training_data(cfg)
         self.labels = tuple(self.train_data.label_names)
-        info = {"trained_on": cfg.data}
+        info: dict[str, Any] = {"trained_on": cfg.data}
+        if cfg.against_background:
+            info["against_background"] = cfg.against_background
         if cfg.demo:
             info.update(demo=True, trained_on=f"synthetic faces drawn by training.synthetic ({cfg.data})")
         self.model = build_model(
@@ -268,6 +299,7 @@ class Trainer:
         device = self.acc.device
         self.x_train = to_uint8_tensor(self.train_data.images).to(device)
         self.y_train = torch.as_tensor(self.train_data.labels, dtype=torch.long, device=device)
+        self.on_face = face_mask_tensor(self.train_data, device) if cfg.against_background else None
         self.steps_per_epoch = max(1, len(self.y_train) // (cfg.batch_size * self.acc.num_processes))
         self.total_steps = cfg.epochs * self.steps_per_epoch
         # fused: one kernel for all parameters instead of a dozen ops per tensor (~10 % of a CPU step).
@@ -331,7 +363,11 @@ class Trainer:
         progress = self.progress()
         for group in self.opt.param_groups:
             group["lr"] = self.cfg.lr * self.lr_factor(progress)
-        x = self.model.to_tensor_from_uint8(self.x_train[idx])
+        faces = self.x_train[idx]
+        if self.on_face is not None:
+            on_face = self.on_face[idx] if len(self.on_face) > 1 else self.on_face
+            faces = swap_backgrounds(faces, on_face, self.cfg.against_background, self.gen)
+        x = self.model.to_tensor_from_uint8(faces)
         if progress < self.cfg.small_until:
             size = (self.cfg.small_size, self.cfg.small_size)
             x = F.interpolate(x, size=size, mode="bilinear", antialias=True)
@@ -661,7 +697,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         choices=sorted(PRESETS),
         help="start from a named config (demo: the demo model; seed: the seed's shortcut model; "
-        "fixed: the seed's fix)",
+        "fixed: the seed's fix; against-background: the seed's model trained against the background)",
     )
     p.add_argument("--arch", help="timm ResNet name (default resnet18)")
     p.add_argument("--pretrained", action="store_true", default=None, help="start from ImageNet weights")
@@ -674,6 +710,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"))
     p.add_argument("--time-budget", type=float, dest="time_budget_s", help="seconds of training at most")
+    p.add_argument(
+        "--against-background",
+        type=float,
+        nargs="?",
+        const=1.0,
+        dest="against_background",
+        metavar="SHARE",
+        help="train against background shortcuts: show SHARE of the faces (default: all) on other "
+        "faces' backgrounds, so no background predicts a class (what training.report flags)",
+    )
     p.add_argument("--config", help="YAML file of TrainConfig fields (flags override it)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last.pt")
     return p
