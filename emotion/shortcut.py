@@ -53,8 +53,9 @@ def shortcut_table(report: dict[str, Any]) -> str:
 def report_markdown(report: dict[str, Any]) -> str:
     """The report's words and table, for the page."""
     flagged = ", ".join(report["flagged"]) or "none"
+    remedy = f"**What to do:** {report['remedy']}\n\n" if report.get("remedy") else ""
     return (
-        f"**Flagged: {flagged}.** {report['summary']}\n\n{shortcut_table(report)}\n\n"
+        f"**Flagged: {flagged}.** {report['summary']}\n\n{remedy}{shortcut_table(report)}\n\n"
         f"On `{report['data']}`; accuracy {report['accuracy']:.1%}, macro-F1 {report['macro_f1']:.3f}. "
         f"{TABLE_NOTE}"
     )

@@ -1,4 +1,4 @@
-"""The shortcut detector: ``python -m training.report --model SRC --data SRC --out DIR [--compare SRC2]``.
+"""The shortcut detector: ``python -m training.report --model SRC --data SRC --out DIR [--compare OLD]``.
 
 The seed's lesson: a ResNet learned "angry" from a corner of the background, and only per-class
 maps showed it. This report makes that visible and checks it causally, class by class:
@@ -15,6 +15,13 @@ maps showed it. This report makes that visible and checks it causally, class by 
 - a class is **flagged**, in words, when a test's drop beats its control's face for face (a
   corrected one-sided Wilcoxon test) by a margin worth acting on; a class with too few faces,
   or no room for a control, is said to be untested, never clean;
+- a flagged class comes with what to run: retrain with `--against-background`
+  (`training.augment.swap_backgrounds`), then report on the new model with ``--compare OLD``,
+  which shows both models side by side and what changed, class by class;
+- per class, whether its maps read one side of the picture (their lean over the face on the faces
+  against the same faces mirrored) and how localized they are;
+- the accuracy with every face on another emotion's background, which a model reading faces
+  keeps and one reading backgrounds loses;
 - the most confident mistakes with their maps, and the confusion matrix.
 
 It writes ``report.html`` (with PNGs beside it) and ``report.json`` (the same figures, the flagged
@@ -37,13 +44,11 @@ import numpy as np
 
 from emotion.cli import command
 from emotion.errors import EmotionLensError
-from emotion.explainers.figures import background_share, crop_face_mask
-from emotion.explainers.gradcam import gradcams
+from emotion.explainers.figures import background_share
+from emotion.explainers.gradcam import default_gradcams, gradcams
 from emotion.explainers.registry import get_explainer, parse_methods
 from emotion.explainers.render import overlay
-from emotion.faces import DetectConfig
 from emotion.files import save_figure, write_file_atomically
-from emotion.labels import EMOTIONS
 from emotion.model import EmotionModel
 from emotion.runs import REPORT_FILES, RunFolder
 from emotion.shortcut import test_cell
@@ -81,6 +86,12 @@ class ReportConfig:
     # says the difference is not chance; the minimum effect says it is large enough to act on.
     alpha: float = 0.05
     min_effect: float = 0.10
+    # Reading one side of the face: a class is named when its maps lean to one side of the picture
+    # on its faces and on the same faces mirrored alike (a two-sided Wilcoxon test of the lean
+    # against 0, corrected over classes, p < alpha) by at least this much of the map's face mass
+    # (a lean of 0.2: 60 % of the mass on one side).
+    min_lean: float = 0.20
+    top_share: float = 0.10  # localization: the map's mass in this share of its strongest face pixels
     mistakes: int = 6  # most confident mistakes shown
     methods: tuple[str, ...] = ("gradcam", "lime")  # mean maps drawn; Grad-CAM also locates the region
     # The sanity check section (cascading randomisation, emotion.explainers.sanity): these methods
@@ -121,17 +132,26 @@ class ClassFigures:
     not_testable: list[str] = field(default_factory=list)  # why a test could not be made
     flagged: bool = False
     sentence: str = ""
+    # Which side of the face: the (stride-8) Grad-CAM's lean (L − R) / (L + R) over the face, split at the
+    # face's centre (mean and spread over the faces), the same on the faces mirrored (mirrored
+    # back), their p-value and verdict; and how much mirroring the faces drops P(label).
+    lean: dict[str, float] | None = None
+    mirrored_lean: dict[str, float] | None = None
+    lean_p: float | None = None
+    one_sided: bool = False
+    mirror_drop: dict[str, float] | None = None
+    # Localization: the share of the (stride-8) Grad-CAM's face mass in its top cfg.top_share face pixels.
+    localization: dict[str, float] | None = None
     region_mask: np.ndarray | None = field(default=None, repr=False)  # H×W bool, not in JSON
 
 
 # --- data ---------------------------------------------------------------------------------
 def load_report_faces(source: str, labels: tuple[str, ...], cfg: ReportConfig) -> ReportFaces:
     """The faces of `source` (a training data source) in the chosen split, labels mapped to the
-    model's. Synthetic faces bring their drawn face masks; other crops were cut by
-    `emotion.faces.crop_face` with the default margin, so the face is where
-    `emotion.explainers.figures.crop_face_mask` puts it, chin and jaw included."""
+    model's, the face where training against background shortcuts puts it
+    (`training.data.FaceData.face_masks`: drawn masks, or the crop's geometry)."""
     if source.startswith("synthetic:"):
-        from training.synthetic import SyntheticSpec, split_range
+        from training.synthetic import SyntheticSpec, as_face_data, split_range
 
         spec = SyntheticSpec.parse(source)
         val_per_class, val_start = split_range(spec, "val", val_fraction=cfg.val_fraction)
@@ -139,9 +159,7 @@ def load_report_faces(source: str, labels: tuple[str, ...], cfg: ReportConfig) -
         per_class, start = (
             (val_start + val_per_class, 0) if cfg.split == "all" else (val_per_class, val_start)
         )
-        drawn = spec.draw(per_class, seed=cfg.seed, start=start)
-        images, names, data_labels = drawn.images, EMOTIONS, drawn.labels
-        masks, masks_from = drawn.masks["face"], "synthetic face masks"
+        data = as_face_data(spec.draw(per_class, seed=cfg.seed, start=start), start)
     else:
         from training.data import load_faces, load_splits
 
@@ -149,21 +167,18 @@ def load_report_faces(source: str, labels: tuple[str, ...], cfg: ReportConfig) -
             data = load_faces(source)
         else:
             data = load_splits(source, val_fraction=cfg.val_fraction, seed=cfg.seed).val
-        images, names, data_labels = data.images, data.label_names, data.labels
-        margin = DetectConfig().margin
-        one = crop_face_mask(images.shape[1], margin)
-        masks = np.broadcast_to(one, images.shape[:3])
-        masks_from = f"crop geometry (an ellipse around the detected box, margin {margin})"
-    missing = sorted(set(names) - set(labels))
+    missing = sorted(set(data.label_names) - set(labels))
     if missing:
         raise ReportError(
             f"The data has labels the model does not know: {missing} (the model's: {list(labels)}). "
             "Report on data with the model's labels."
         )
-    to_model = np.array([labels.index(n) for n in names])
-    if len(images) == 0:
+    to_model = np.array([labels.index(n) for n in data.label_names])
+    if len(data) == 0:
         raise ReportError(f"No faces in {source} ({cfg.split} split): give data with faces.")
-    return ReportFaces(images, to_model[data_labels], np.asarray(masks, bool), source, masks_from)
+    return ReportFaces(
+        data.images, to_model[data.labels], np.asarray(data.face_masks(), bool), source, data.face_masks_from
+    )
 
 
 # --- figures ------------------------------------------------------------------------------
@@ -355,14 +370,19 @@ class ModelReport:
     mistakes: list[dict[str, Any]]
     mistake_tiles: list[tuple[np.ndarray, str]]
     sanity: Any = None  # emotion.explainers.sanity.SanityResult, when asked for
+    remedy: str = ""  # what to run when a class is flagged
 
     @property
     def flagged(self) -> list[str]:
         return [c.label for c in self.classes if c.flagged]
 
     def summary(self) -> str:
-        """The report in words: what is flagged and what to do, or that nothing is; and which
-        classes could not be tested."""
+        """The report in words: what is flagged and what to do, or that nothing is; which classes
+        could not be tested; and which read one side of the picture."""
+        sides = "".join(f" {side_sentence(c)}" for c in self.classes if c.one_sided)
+        return self._background_summary() + sides
+
+    def _background_summary(self) -> str:
         untested = [c.label for c in self.classes if c.status in ("too few faces", "not testable")]
         caveat = f" Not tested: {', '.join(untested)} (see their rows)." if untested else ""
         if not self.flagged:
@@ -376,6 +396,10 @@ class ModelReport:
             )
         return " ".join(c.sentence for c in self.classes if c.flagged) + caveat
 
+    @property
+    def one_sided(self) -> list[str]:
+        return [c.label for c in self.classes if c.one_sided]
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model,
@@ -383,7 +407,10 @@ class ModelReport:
             "face_masks": self.masks_from,
             "flagged": self.flagged,
             "summary": self.summary(),
+            "remedy": self.remedy,
+            "one_sided": self.one_sided,
             "accuracy": self.metrics["accuracy"],
+            "swapped_accuracy": self.metrics["swapped_accuracy"],
             "macro_f1": self.metrics["macro_f1"],
             "confusion_matrix": self.metrics["confusion_matrix"],
             "label_names": self.metrics["label_names"],
@@ -418,6 +445,10 @@ def build_report(model: EmotionModel, faces: ReportFaces, cfg: ReportConfig = Re
         images, masks = faces.images[own], faces.face_masks[own]
         mean_faces[label] = images.astype(np.float32).mean(0).round().astype(np.uint8)
         cams = gradcams(model, images)[:, index]
+        # The lean and the localization read the stride-8 Grad-CAM: the last stage's coarse grid,
+        # anchored at the crop's top-left corner, tilts every class's map to one side.
+        fine = default_gradcams(model, images)[:, index]
+        figures.localization = spread(localization(fine, masks, cfg.top_share))
         for method in cfg.methods:
             if method != "gradcam" and cfg.lime_faces == 0:
                 continue
@@ -432,7 +463,9 @@ def build_report(model: EmotionModel, faces: ReportFaces, cfg: ReportConfig = Re
                 f"{label}: not tested, only {len(own)} correctly classified faces (the tests need "
                 f"{cfg.min_faces}): neither clean nor flagged."
             )
-        elif not background.any():
+            continue
+        side_tests(model, figures, index, images, masks, fine, len(model.labels), cfg)
+        if not background.any():
             figures.status = "not testable"
             figures.not_testable.append(
                 f"no pixel is background on {cfg.min_background:.0%} of the faces, so there is none to change"
@@ -440,6 +473,7 @@ def build_report(model: EmotionModel, faces: ReportFaces, cfg: ReportConfig = Re
             figures.sentence = f"{label}: not tested: {figures.not_testable[0]}."
         else:
             background_tests(model, figures, index, own, faces, cams.mean(0), background, rng, cfg)
+    metrics["swapped_accuracy"] = swapped_accuracy(model, faces, background, rng)
     mistakes, tiles = _mistakes(model, faces, probs, cfg.mistakes)
     sanity = None
     if cfg.sanity_methods:
@@ -459,6 +493,7 @@ def build_report(model: EmotionModel, faces: ReportFaces, cfg: ReportConfig = Re
         mistakes,
         tiles,
         sanity,
+        remedy_text(model, faces.source, cfg.seed) if any(c.flagged for c in classes) else "",
     )
 
 
@@ -480,6 +515,113 @@ def _method_maps(model: EmotionModel, method: str, images: np.ndarray, label: st
 def _peak_one(heat: np.ndarray) -> np.ndarray:
     peak = float(heat.max())
     return (heat / peak if peak > 0 else heat).astype(np.float32)
+
+
+def side_sentence(c: ClassFigures) -> str:
+    """What the one-side test found for a class, in words."""
+    lean, mirrored = c.lean["mean"], c.mirrored_lean["mean"]
+    side = "left" if lean + mirrored > 0 else "right"
+    return (
+        f"{c.label} reads the {side} side of the picture: its Grad-CAM leans {side} on its faces "
+        f"({lean:+.2f}) and on the same faces mirrored ({mirrored:+.2f}), where a map that follows "
+        f"the face would lean the other way (p = {c.lean_p:.2g} corrected); mirroring the faces "
+        f"changes P({c.label}) by {-c.mirror_drop['mean']:+.2f} on average."
+    )
+
+
+def remedy_text(model: EmotionModel, data: str, seed: int = 0) -> str:
+    """What to run against a flagged class: retrain against the background, then compare."""
+    run = RunFolder.holding(model.folder) if model.folder is not None else None
+    if model.info.get("against_background"):
+        return (
+            "This model was already trained against the background (on "
+            f"{model.info['against_background']:.0%} of the faces): the cue may lie inside the face "
+            "region as this report defines it, which the option leaves alone. Look at the mean maps "
+            "for where it is."
+        )
+    old = model.source
+    if run is not None:
+        old, new = run.root, f"{run.root}-against-background"
+        train = f"python -m training.train --config {run.config} --out {new} --against-background"
+    else:
+        new = "NEW"
+        train = f"python -m training.train --data {data} --out {new} --against-background"
+    return (
+        f"To remove it, retrain against the background: `{train}`; then see the classes before and "
+        f"after: `python -m training.report --model {new} --data {data}{f' --seed {seed}' if seed else ''} "
+        f"--compare {old}`."
+    )
+
+
+def swapped_accuracy(model: EmotionModel, faces: ReportFaces, background: np.ndarray, rng) -> float | None:
+    """The accuracy when every face wears the background of a face of another emotion: what a
+    model that reads faces keeps and one that reads backgrounds loses. None without a background
+    or a second emotion."""
+    labels = faces.labels
+    if not background.any() or len(np.unique(labels)) < 2:
+        return None
+    donors = np.array([rng.choice(np.flatnonzero(labels != label)) for label in labels])
+    swapped = swap_background(faces.images, faces.images[donors][:, None], background)
+    return float((model.predict(swapped).argmax(1) == labels).mean())
+
+
+def spread(values: np.ndarray) -> dict[str, float]:
+    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "n": len(values)}
+
+
+def localization(maps: np.ndarray, masks: np.ndarray, top: float) -> np.ndarray:
+    """Per map, the share of its mass on the face that lies in its strongest `top` share of face
+    pixels: 1 for a map on a few pixels, `top` for a flat one."""
+    values = []
+    for heat, mask in zip(maps, masks, strict=True):
+        on_face = np.sort(heat[mask])[::-1]
+        keep = max(1, int(round(top * len(on_face))))
+        total = on_face.sum()
+        values.append(on_face[:keep].sum() / total if total > 0 else np.nan)
+    return np.array(values)
+
+
+def lean(maps: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Per map, (L − R) / (L + R) of its mass on the face, L and R the face's halves left and right
+    of its centre column (the mask's mean x) in the picture: +1 all left, −1 all right, 0 even."""
+    xs = np.arange(maps.shape[2])
+    values = []
+    for heat, mask in zip(maps, masks, strict=True):
+        centre = np.nonzero(mask)[1].mean()
+        on_face = np.where(mask, heat, 0.0)
+        left, right = on_face[:, xs < centre].sum(), on_face[:, xs > centre].sum()
+        values.append((left - right) / (left + right) if left + right > 0 else 0.0)
+    return np.array(values)
+
+
+def lean_test(
+    leans: np.ndarray, mirrored: np.ndarray, corrections: int, cfg: ReportConfig
+) -> tuple[float, bool]:  # fmt: skip
+    """(corrected p, one-sided?) for maps that lean `leans` on the faces and `mirrored` on the same
+    faces mirrored, each in its own picture. A map that follows the face (an eyebrow raised higher
+    on one side) leans the other way on the mirror and the two cancel; a map that reads one side
+    of the picture leans the same way on both: their mean is the lean tested against 0."""
+    from scipy.stats import wilcoxon
+
+    side = (leans + mirrored) / 2
+    if np.all(np.abs(side) < 1e-9):
+        return 1.0, False
+    p = min(1.0, float(wilcoxon(side).pvalue) * corrections)
+    return p, p < cfg.alpha and abs(float(side.mean())) >= cfg.min_lean
+
+
+def side_tests(
+    model: EmotionModel, figures: ClassFigures, index: int, images: np.ndarray, masks: np.ndarray,
+    cams: np.ndarray, classes: int, cfg: ReportConfig,
+) -> None:  # fmt: skip
+    """Does the class read one side of the picture? Its maps' lean on the faces against their lean
+    on the same faces mirrored (`lean_test`), and the drop of P(class) when the faces are mirrored."""
+    mirrored = np.ascontiguousarray(images[:, :, ::-1])
+    leans = lean(cams, masks)
+    mirrored_leans = lean(default_gradcams(model, mirrored)[:, index], masks[:, :, ::-1])
+    figures.lean, figures.mirrored_lean = spread(leans), spread(mirrored_leans)
+    figures.lean_p, figures.one_sided = lean_test(leans, mirrored_leans, classes, cfg)
+    figures.mirror_drop = spread(model.predict(images)[:, index] - model.predict(mirrored)[:, index])
 
 
 def background_tests(
@@ -718,27 +860,36 @@ def write_pictures(report: ModelReport, out: Path, prefix: str = "") -> dict[str
 
 # --- comparison ---------------------------------------------------------------------------
 def differences(before: ModelReport, after: ModelReport, *, marked: float = 0.1) -> list[dict[str, Any]]:
-    """Per class, what changed from `before` to `after`: the flag, the occlusion drop and the
-    background share; `marked` is set where the flag changed or a figure moved by ≥ `marked`."""
+    """Per class, what changed from `before` to `after`: the flag, the drops, the background
+    share, the lean and the localization of the maps and the recall; `marked` is set where the flag
+    or the one-side verdict changed or a figure moved by ≥ `marked`."""
     rows = []
     for a, b in zip(before.classes, after.classes, strict=True):
         row: dict[str, Any] = {"label": a.label, "flagged": [a.flagged, b.flagged]}
+        row["one_sided"] = [a.one_sided, b.one_sided]
         for key, x, y in (
             ("occlusion_drop", a.occlusion_drop, b.occlusion_drop),
             ("swap_drop", a.swap_drop, b.swap_drop),
             ("background_share", _share(a), _share(b)),
+            ("lean", _mean(a.lean), _mean(b.lean)),
+            ("localization", _mean(a.localization), _mean(b.localization)),
             ("recall", a.recall, b.recall),
         ):
             row[key] = [_rounded(x), _rounded(y)]
             row[f"{key}_change"] = None if x is None or y is None else round(y - x, 4)
         changes = [abs(v) for k, v in row.items() if k.endswith("_change") and v is not None]
-        row["marked"] = a.flagged != b.flagged or any(c >= marked for c in changes)
+        flips = a.flagged != b.flagged or a.one_sided != b.one_sided
+        row["marked"] = flips or any(c >= marked for c in changes)
         rows.append(row)
     return rows
 
 
 def _share(c: ClassFigures) -> float | None:
     return c.background_share.get("gradcam", {}).get("mean")
+
+
+def _mean(figure: dict[str, float] | None) -> float | None:
+    return None if figure is None else figure["mean"]
 
 
 # --- html ---------------------------------------------------------------------------------
@@ -780,6 +931,43 @@ def _class_table(report: ModelReport) -> str:
     )
 
 
+def _side_table(report: ModelReport) -> str:
+    def figure(value: dict[str, float] | None, fmt: str = "+.2f") -> str:
+        return "–" if value is None else f"{value['mean']:{fmt}} ± {value['std']:.2f}"
+
+    rows = "".join(
+        f"<tr><td>{html.escape(c.label)}</td><td>{figure(c.lean)}</td><td>{figure(c.mirrored_lean)}</td>"
+        f"<td>{'–' if c.lean_p is None else f'{c.lean_p:.2g}'}</td><td>{figure(c.mirror_drop)}</td>"
+        f"<td>{figure(c.localization, '.2f')}</td>"
+        f"<td>{_side_verdict(c)}</td></tr>"
+        for c in report.classes
+    )
+    cfg = report.config
+    return (
+        "<p>Which part of the face: the (stride-8) Grad-CAM's <i>lean</i> over the face, "
+        "(left − right) / (left + right) in the picture, on the faces and on the same faces "
+        "mirrored. A map that follows the face leans the other way on the mirror; one that reads "
+        "a side of the picture leans the same way, and is named when the mean of the two differs "
+        f"from 0 by ≥ {cfg.min_lean:.2f} (two-sided Wilcoxon test corrected for the "
+        f"{len(report.classes)} classes, p < {cfg.alpha:g}). Also: how much mirroring the faces "
+        "drops P(class), and <i>localization</i>, the map's face mass in its strongest "
+        f"{cfg.top_share:.0%} of face pixels (mean ± spread over the faces).</p>"
+        '<div class="wide"><table><tr><th>class</th><th>lean</th><th>lean, mirrored</th><th>p</th>'
+        "<th>mirroring drops P by</th><th>localization</th><th>verdict</th></tr>"
+        f"{rows}</table></div>"
+    )
+
+
+def _remedy_html(report: ModelReport) -> str:
+    return f"<p><b>What to do:</b> {html.escape(report.remedy)}</p>" if report.remedy else ""
+
+
+def _side_verdict(c: ClassFigures) -> str:
+    if c.one_sided:
+        return '<span class="flag">one side</span>'
+    return "–" if c.lean is None else "both sides"
+
+
 def _model_section(report: ModelReport, files: dict[str, str], title: str) -> str:
     flagged = ", ".join(report.flagged) or "none"
     pictures = "".join(
@@ -799,34 +987,59 @@ def _model_section(report: ModelReport, files: dict[str, str], title: str) -> st
         f"<div><h2>{html.escape(title)}</h2><p><code>{html.escape(report.model)}</code> · accuracy "
         f"{report.metrics['accuracy']:.1%} · macro-F1 {report.metrics['macro_f1']:.3f} · flagged: "
         f'<span class="{"flag" if report.flagged else ""}">{html.escape(flagged)}</span></p>'
-        f"<p>{html.escape(report.summary())}</p>{_class_table(report)}<ul>{sentences}</ul>{pictures}</div>"
+        f"<p>Accuracy with every face on another emotion's background: "
+        f"{_percent_or_dash(report.metrics.get('swapped_accuracy'))}.</p>"
+        f"<p>{html.escape(report.summary())}</p>{_remedy_html(report)}{_class_table(report)}<ul>{sentences}</ul>"
+        f"{_side_table(report)}{pictures}</div>"
     )
 
 
-def _difference_table(rows: list[dict[str, Any]]) -> str:
+def _percent_or_dash(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1%}"
+
+
+def _difference_table(before: ModelReport, after: ModelReport) -> str:
     def pair(values, change):
         a, b = ("–" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v) for v in values)
         return f"{a} → {b}" + (f" ({change:+.2f})" if change is not None else "")
 
+    def verdicts(values, word):
+        return " → ".join(word if v else "no" for v in values)
+
     body = "".join(
         f'<tr class="{"marked" if r["marked"] else ""}"><td>{html.escape(r["label"])}</td>'
-        f"<td>{'flagged' if r['flagged'][0] else 'no'} → {'flagged' if r['flagged'][1] else 'no'}</td>"
+        f"<td>{verdicts(r['flagged'], 'flagged')}</td>"
         f"<td>{pair(r['occlusion_drop'], r['occlusion_drop_change'])}</td>"
         f"<td>{pair(r['swap_drop'], r['swap_drop_change'])}</td>"
         f"<td>{pair(r['background_share'], r['background_share_change'])}</td>"
+        f"<td>{pair(r['lean'], r['lean_change'])}</td><td>{verdicts(r['one_sided'], 'one side')}</td>"
+        f"<td>{pair(r['localization'], r['localization_change'])}</td>"
         f"<td>{pair(r['recall'], r['recall_change'])}</td></tr>"
-        for r in rows
+        for r in differences(before, after)
+    )
+    accuracy = " ".join(
+        f"{name} {b.metrics[key]:.1%} → {a.metrics[key]:.1%}."
+        for name, key, b, a in (
+            ("Accuracy on these faces:", "accuracy", before, after),
+            ("With every face on another emotion's background:", "swapped_accuracy", before, after),
+        )
+        if b.metrics.get(key) is not None and a.metrics.get(key) is not None
     )
     return (
-        "<h2>What changed</h2><p>Highlighted: the flag changed, or a figure moved by 0.10 or more.</p>"
+        f"<h2>What changed</h2><p>{accuracy} The second is what a model keeps when no background can "
+        "help it: a model that reads faces loses little of its accuracy there, one that reads "
+        "backgrounds loses much.</p><p>Per class; highlighted: a verdict changed, or a figure moved by "
+        "0.10 or more. <i>Lean</i>: of the Grad-CAM over the face, (left − right) / (left + right) in "
+        "the picture. <i>Localization</i>: its face mass in its strongest 10 % of face pixels.</p>"
         '<div class="wide"><table><tr><th>class</th><th>flag</th><th>region drop</th>'
-        "<th>whole-background drop</th><th>Grad-CAM outside face</th>"
-        f"<th>recall</th></tr>{body}</table></div>"
+        "<th>whole-background drop</th><th>Grad-CAM outside face</th><th>lean</th><th>one side</th>"
+        f"<th>localization</th><th>recall</th></tr>{body}</table></div>"
     )
 
 
-def render_html(report: ModelReport, files: dict[str, str], compare=None) -> str:
-    """report.html: one model, or two side by side with the differences marked."""
+def render_html(report: ModelReport, files: dict[str, str], before=None) -> str:
+    """report.html: one model, or (`before`: its report and pictures) the model before it beside
+    it, with the differences marked."""
     cfg = report.config
     note = (
         f"<p>Data: <code>{html.escape(report.data)}</code> ({cfg.split} split); the face from "
@@ -848,13 +1061,13 @@ def render_html(report: ModelReport, files: dict[str, str], compare=None) -> str
         "Grad-CAM here is the last stage's (from the forward, cheap over hundreds of faces), not the "
         "page's default at the stride-8 stage.</p>"
     )
-    if compare is None:
+    if before is None:
         body = _model_section(report, files, "Model")
     else:
-        other, other_files = compare
-        body = _difference_table(differences(report, other)) + (
-            f'<div class="cols">{_model_section(report, files, "Before")}'
-            f"{_model_section(other, other_files, 'After')}</div>"
+        other, other_files = before
+        body = _difference_table(other, report) + (
+            f'<div class="cols">{_model_section(other, other_files, "Before")}'
+            f"{_model_section(report, files, 'After')}</div>"
         )
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
@@ -864,17 +1077,19 @@ def render_html(report: ModelReport, files: dict[str, str], compare=None) -> str
     )
 
 
-def write_report(report: ModelReport, out: Path, compare: ModelReport | None = None) -> dict[str, Any]:
-    """report.json, report.html and the PNGs into `out`; returns report.json's content."""
+def write_report(report: ModelReport, out: Path, before: ModelReport | None = None) -> dict[str, Any]:
+    """report.json, report.html and the PNGs into `out`, with the report of the model `before` it
+    (e.g. before retraining against the background) beside it when given; returns report.json's
+    content (the model before under "before", what changed under "differences")."""
     out.mkdir(parents=True, exist_ok=True)
     files = write_pictures(report, out)
     content = report.to_dict() | {"files": files}
     other = None
-    if compare is not None:
-        other_files = write_pictures(compare, out, prefix="compare_")
-        other = (compare, other_files)
-        content["compare"] = compare.to_dict() | {"files": other_files}
-        content["differences"] = differences(report, compare)
+    if before is not None:
+        other_files = write_pictures(before, out, prefix="before_")
+        other = (before, other_files)
+        content["before"] = before.to_dict() | {"files": other_files}
+        content["differences"] = differences(before, report)
     write_file_atomically(out / REPORT_FILES["json"], (json.dumps(content, indent=2) + "\n").encode())
     write_file_atomically(out / REPORT_FILES["html"], render_html(report, files, other).encode())
     return content
@@ -888,7 +1103,8 @@ def report_model(
     compare: str | None = None,
     cfg: ReportConfig = ReportConfig(),
 ) -> dict[str, Any]:
-    """Load, compute and write; `out` None means the run folder's report/ (a run folder is needed)."""
+    """Load, compute and write; `out` None means the run folder's report/ (a run folder is needed).
+    `compare`: the model before this one, reported on the same faces and shown beside it."""
     from emotion.model_io import load_model
 
     if out is None:
@@ -902,6 +1118,8 @@ def report_model(
     other = build_report(load_model(compare), faces, cfg) if compare else None
     content = write_report(report, Path(out), other)
     log.info("%s", report.summary())
+    if report.remedy:
+        log.info("What to do: %s", report.remedy)
     log.info("Report written to %s", Path(out) / REPORT_FILES["html"])
     return content
 
@@ -917,7 +1135,12 @@ def main(argv: list[str] | None = None) -> int:
         "--data", required=True, help="data source as for training (folder, CSV, synthetic:N…)"
     )
     parser.add_argument("--out", type=Path, help="output folder (default: the run folder's report/)")
-    parser.add_argument("--compare", help="a second model, shown beside the first (e.g. after retraining)")
+    parser.add_argument(
+        "--compare",
+        metavar="OLD",
+        help="the model before this one (e.g. before retraining with --against-background): both "
+        "reports side by side, before and after, with what changed",
+    )
     parser.add_argument("--split", choices=("val", "all"), default="val", help="the held-out faces, or all")
     parser.add_argument("--seed", type=int, default=0, help="the split seed used in training")
     parser.add_argument(
@@ -940,6 +1163,8 @@ def main(argv: list[str] | None = None) -> int:
         sanity_methods=parse_methods(args.sanity),
     )
     content = report_model(args.model, args.data, args.out, compare=args.compare, cfg=cfg)
+    if "before" in content:
+        print(f"flagged before: {', '.join(content['before']['flagged']) or 'none'}")
     print(f"flagged: {', '.join(content['flagged']) or 'none'}")
     return 0
 
