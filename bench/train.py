@@ -11,7 +11,9 @@ How much of the model's own training speed the training loop keeps.
 
 The two alternate step by step, so a machine whose speed drifts slows both alike. Then one
 epoch of the real loop (`Trainer.train_epoch`, progress bar and all) gives the images/s a run
-reports, against the model-only median measured beside it.
+reports, against the model-only median measured beside it. Last, the cost of training against
+background shortcuts (`--against-background`): the loop step with every face on another face's
+background, alternated with the plain loop step.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -120,6 +122,14 @@ def run(
         model_only, loop = time_interleaved(plain, loop_step(trainer), steps, warmup, sync)
         epoch = trainer.train_epoch(1)
         model_after, _ = time_interleaved(plain, lambda: None, steps, 0, sync)
+        against = Trainer(
+            replace(cfg, against_background=1.0, out=str(Path(tmp) / "against")),
+            data=(faces, faces.subset(slice(0, 10))),
+        )
+        against.net.train()
+        loop_again, against_times = time_interleaved(
+            loop_step(trainer), loop_step(against), steps, warmup, sync
+        )
     m_ips = batch_size / statistics.median(model_only)
     l_ips = batch_size / statistics.median(loop)
     model_around_epoch = batch_size / statistics.median(model_only + model_after)
@@ -135,6 +145,9 @@ def run(
         "loop_epoch_img_s": round(epoch["images_per_s"], 1),
         "model_only_around_epoch_img_s": round(model_around_epoch, 1),
         "epoch_ratio": round(epoch["images_per_s"] / model_around_epoch, 3),
+        "loop_step_beside_against_img_s": round(batch_size / statistics.median(loop_again), 1),
+        "against_background_step_img_s": round(batch_size / statistics.median(against_times), 1),
+        "against_background_cost": round(statistics.median(against_times) / statistics.median(loop_again), 3),
         "config": asdict(cfg),
     }
 
@@ -149,6 +162,9 @@ def summary(r: dict) -> str:
             f"  ratio loop step / model:                    {r['step_ratio']:>9.3f}",
             f"  Trainer.train_epoch, as a run reports it:   {r['loop_epoch_img_s']:>9.1f} img/s",
             f"  ratio loop epoch / model (same minutes):    {r['epoch_ratio']:>9.3f}",
+            f"  loop step, alternated with the next:        {r['loop_step_beside_against_img_s']:>9.1f} img/s",  # noqa: E501
+            f"  loop step --against-background:             {r['against_background_step_img_s']:>9.1f} img/s",  # noqa: E501
+            f"  its time / the loop step's (target ≤ 1.3):  {r['against_background_cost']:>9.3f}",
         ]
     )
 

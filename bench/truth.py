@@ -52,7 +52,7 @@ from training.synthetic import CUES, SyntheticSet, defining_regions, face_and_tw
 
 log = logging.getLogger(__name__)
 
-PARTS = ("pointing", "story", "sweep", "sanity", "detector")
+PARTS = ("pointing", "story", "sweep", "sanity", "detector", "fix")
 CONTROLS = ("blob", "face_mask")
 RATES = (0.0, 0.2, 0.5, 0.8, 1.0)
 
@@ -288,19 +288,33 @@ def detector_runs(seeds: int, clean_synthetic: int, clean_folder: int) -> list[d
     return runs
 
 
-def train_detector_model(run: dict[str, Any], per_class: int, epochs: int, workdir: Path):
-    """The seed's recipe (no dropout, no augmentation, no label smoothing) on `per_class` drawn
-    faces per class with the run's cue, from the generator directly or from an ImageFolder of the
-    same faces. A finished run in `workdir` is reused."""
+# The fix part's recipes, each on the same cued data: the seed's (no dropout, no augmentation),
+# the seed's own remedy alone (dropout 0.5 and twice the faces: the first half the same faces), and
+# the seed's recipe with the option against background shortcuts.
+RECIPES: dict[str, dict[str, Any]] = {
+    "seed": {},
+    "remedy": {"drop_rate": 0.5, "faces": 2},
+    "option": {"against_background": 1.0},
+}
+
+
+def train_detector_model(
+    run: dict[str, Any], per_class: int, epochs: int, workdir: Path, recipe: str = "seed"
+):  # fmt: skip
+    """The seed's recipe (no dropout, no augmentation, no label smoothing), changed as RECIPES
+    says, on `per_class` drawn faces per class with the run's cue, from the generator directly or
+    from an ImageFolder of the same faces. A finished run in `workdir` is reused."""
     from emotion.model_io import load_model
     from emotion.runs import RunFolder
     from training.synthetic import write_imagefolder
     from training.train import Trainer, load_config
 
+    changes = dict(RECIPES[recipe])
+    per_class *= changes.pop("faces", 1)
     cue = run["cue"]
     spec = f"synthetic:{per_class}" + (f":{run['cued_class']}@{cue}:{run['rate']:g}:0" if cue else "")
     name = f"{spec.replace(':', '_').replace('@', '-')}-{run['data_path']}-seed{run['seed']}"
-    out = workdir / name
+    out = workdir / (name if recipe == "seed" else f"{name}-{recipe}")
     data = spec
     if run["data_path"] == "folder":
         from training.synthetic import SyntheticSpec
@@ -309,10 +323,8 @@ def train_detector_model(run: dict[str, Any], per_class: int, epochs: int, workd
         if not Path(data).is_dir():
             write_imagefolder(SyntheticSpec.parse(spec).draw(per_class, seed=run["seed"]), Path(data))
     if not (RunFolder(out).model_dir / "config.json").is_file():
-        cfg = load_config(
-            None, {"seed": run["seed"], "out": str(out), "data": data, "epochs": epochs}, preset="seed"
-        )
-        Trainer(cfg).fit()
+        overrides = {"seed": run["seed"], "out": str(out), "data": data, "epochs": epochs, **changes}
+        Trainer(load_config(None, overrides, preset="seed")).fit()
     return load_model(str(out)), RunFolder(out).read_metrics()
 
 
@@ -322,6 +334,14 @@ def held_out(cue: str | None, cued_class: str, per_class: int) -> tuple[Syntheti
                         shortcut_rate=1.0, other_rate=0.0, cue=cue or "stamp", workers=1)  # fmt: skip
     clean = make_dataset(per_class, seed=HELD_OUT_SEED, workers=1)
     return cued, clean
+
+
+def counterfactual(cue: str, cued_class: str, per_class: int) -> SyntheticSet:
+    """The same unseen faces with the cue flipped: on every face of every other class, on no face
+    of `cued_class`. A model that reads the face classifies them as well as clean faces; one that
+    reads the cue calls the others `cued_class` and misses `cued_class` itself."""
+    return make_dataset(per_class, seed=HELD_OUT_SEED, shortcut_class=cued_class, shortcut_rate=0.0,
+                        other_rate=1.0, cue=cue, workers=1)  # fmt: skip
 
 
 def judge(model: EmotionModel, faces: SyntheticSet, data_path: str, source: str):
@@ -489,6 +509,180 @@ def _pair(c: dict[str, Any], a: str, b: str) -> str:
     return f"{c[a]:.2f}/{c[b]:.2f}" if a in c and b in c else "–"
 
 
+# --- the fix: training against background shortcuts ---------------------------------------
+def fix_runs(seeds: int, cues: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The detector's grid at 100 % contamination (the cue, its class and the data path moving
+    with the seed as there), and one clean model per seed on that seed's data path."""
+    runs = [r for r in detector_runs(seeds, 0, 0) if r["rate"] == 1.0 and r["cue"].partition("-")[0] in cues]
+    return runs + [
+        {"cue": None, "seed": s, "cued_class": None, "data_path": "synthetic" if s % 3 == 0 else "folder"}
+        for s in range(seeds)
+    ]
+
+
+def accuracy(model: EmotionModel, faces: SyntheticSet) -> float:
+    to_model = np.array([model.labels.index(n) for n in EMOTIONS])
+    return float((model.predict(faces.images).argmax(1) == to_model[faces.labels]).mean())
+
+
+def fix(
+    workdir: Path, *, seeds: int = 3, per_class: int = 120, epochs: int = 12, held_out_per_class: int = 30,
+    accuracy_per_class: int = 100, cues: tuple[str, ...] = DETECTOR_CUES,
+    recipes: tuple[str, ...] = tuple(RECIPES), shard: tuple[int, int] = (0, 1), rows_from: Path | None = None,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Train every recipe on every run of `fix_runs` and measure what a user cares about: the
+    report's verdict and drops on held-out faces with the cue on the cued class (as the user's own
+    crops have it), the accuracy on clean faces, and the counterfactual accuracy (`counterfactual`:
+    the cue on every other class and not on the cued one), on `accuracy_per_class` faces a class.
+    A clean model's row holds its counterfactual accuracy on every cue's faces, the baseline the
+    cued models are held to. `shard` and `rows_from` as in `detector`; rows go to
+    workdir/fix-rows.jsonl as they are made, and a rerun makes only the rows missing there (with
+    shards, each returns its own rows and the file holds them all)."""
+    from tqdm.auto import tqdm
+
+    if rows_from is not None:
+        return [json.loads(line) for line in rows_from.read_text().splitlines() if line.strip()]
+    runs = fix_runs(seeds, cues)
+    cued_sets = sorted({(r["cue"], r["cued_class"]) for r in runs if r["cue"]})
+    # Recipe by recipe, the cheap ones first: the seed's models are the detector's (reused from a
+    # workdir it ran in), the remedy's take twice the faces.
+    grid = [(run, recipe) for recipe in recipes for run in runs if run["cue"] or recipe != "remedy"]
+    log_path = workdir / "fix-rows.jsonl"
+    # A rerun after a crash picks up where it stopped: rows already logged are not made again.
+    rows = (
+        [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+        if log_path.is_file()
+        else []
+    )
+    made = {(r["cue"], r["seed"], r["recipe"]) for r in rows}
+    grid = [(run, recipe) for run, recipe in grid if (run["cue"], run["seed"], recipe) not in made]
+    clean_faces = make_dataset(accuracy_per_class, seed=HELD_OUT_SEED, workers=1)
+    for run, recipe in tqdm(grid[shard[0] :: shard[1]], desc="fix models", unit="model"):
+        start = time.perf_counter()
+        model, metrics = train_detector_model(run, per_class, epochs, workdir, recipe)
+        row = {
+            **run,
+            "recipe": recipe,
+            "val_accuracy": metrics["accuracy"],
+            "images_per_s": metrics.get("images_per_s"),
+            "train_seconds": round(time.perf_counter() - start, 1),
+            "clean_accuracy": round(accuracy(model, clean_faces), 4),
+        }
+        judged_sets = cued_sets if run["cue"] is None else [(run["cue"], run["cued_class"])]
+        row["counterfactual_accuracy"] = {
+            f"{cue}/{cls}": round(accuracy(model, counterfactual(cue, cls, accuracy_per_class)), 4)
+            for cue, cls in judged_sets
+        }
+        if run["cue"]:
+            row.update(judge_cued(model, run, held_out_per_class))
+        rows.append(row)
+        with open(log_path, "a") as log_file:
+            log_file.write(json.dumps(row) + "\n")
+    return rows
+
+
+def judge_cued(model: EmotionModel, run: dict[str, Any], per_class: int) -> dict[str, Any]:
+    """The report's verdict on held-out faces with the run's cue on its class, and how much the
+    cue moves P(class) on them."""
+    cue, cls = run["cue"], run["cued_class"]
+    cued, clean = held_out(cue, cls, per_class)
+    start = time.perf_counter()
+    report = judge(model, cued, run["data_path"], f"held-out faces, {cue} on {cls}")
+    column, of_class = model.labels.index(cls), cued.labels == EMOTIONS.index(cls)
+    moved = model.predict(cued.images[of_class])[:, column] - model.predict(clean.images[of_class])[:, column]
+    return {
+        "report_seconds": round(time.perf_counter() - start, 1),
+        "cue_drop": round(float(moved.mean()), 4),
+        "flagged": report.flagged,
+        "classes": {c.label: _detector_class(c) for c in report.classes},
+    }
+
+
+def _cf(row: dict[str, Any], of: dict[str, Any] | None) -> float | None:
+    """The counterfactual accuracy of the model of row `of` on the faces of `row`'s cue."""
+    return None if of is None else of["counterfactual_accuracy"].get(f"{row['cue']}/{row['cued_class']}")
+
+
+def _larger_drop(row: dict[str, Any]) -> float:
+    figures = row["classes"][row["cued_class"]]
+    return max(figures.get("occlusion_drop", 0.0), figures.get("swap_drop", 0.0))
+
+
+def _range(values: list[float], fmt: str) -> str:
+    if not values:
+        return "–"
+    return f"{min(values):{fmt}} to {max(values):{fmt}} (median {float(np.median(values)):{fmt}})"
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def fix_text(rows: list[dict[str, Any]]) -> str:
+    """Per cue and seed, each recipe's drop, flag, clean and counterfactual accuracy; then each
+    recipe's summary and the option's targets against the same seed's clean model."""
+    clean = {r["seed"]: r for r in rows if r["cue"] is None and r["recipe"] == "seed"}
+    order = list(RECIPES)
+    cued = sorted(
+        (r for r in rows if r["cue"]),
+        key=lambda r: (DETECTOR_CUES.index(r["cue"].partition("-")[0]), r["seed"], order.index(r["recipe"])),
+    )
+    lines = [
+        f"{'cue':<10}{'seed':>5}{'class':>10}{'data':>10}{'recipe':>8}{'clean acc':>10}{'cf acc':>8}"
+        f"{'clean model cf':>15}{'cue moves P':>12}{'region drop/ctl':>17}{'swap drop/ctl':>15}  flagged"
+    ]
+    for r in cued:
+        c, base = r["classes"][r["cued_class"]], _cf(r, clean.get(r["seed"]))
+        lines.append(
+            f"{r['cue']:<10}{r['seed']:>5}{r['cued_class']:>10}{r['data_path']:>10}{r['recipe']:>8}"
+            f"{r['clean_accuracy']:>10.1%}{_cf(r, r):>8.1%}{'–' if base is None else f'{base:.1%}':>15}"
+            f"{_num(r['cue_drop']):>12}{_pair(c, 'occlusion_drop', 'random_drop'):>17}"
+            f"{_pair(c, 'swap_drop', 'swap_control_drop'):>15}  {','.join(r['flagged']) or '–'}{_by(c)}"
+        )
+    lines.append("")
+    for recipe in order:
+        mine = [r for r in cued if r["recipe"] == recipe]
+        if not mine:
+            continue
+        gaps = [_cf(r, r) - _cf(r, clean[r["seed"]]) for r in mine if r["seed"] in clean]
+        lines.append(
+            f"{recipe}: the cue's class flagged on {sum(r['cued_class'] in r['flagged'] for r in mine)}/"
+            f"{len(mine)} models; its larger drop {_range([_larger_drop(r) for r in mine], '.2f')}; "
+            f"counterfactual accuracy minus the clean model's {_range(gaps, '+.1%')}; clean accuracy "
+            f"{_range([r['clean_accuracy'] for r in mine], '.1%')}"
+        )
+    option = [r for r in cued if r["recipe"] == "option"]
+    if option:
+        flags = sum(bool(r["flagged"]) for r in option)
+        worst_drop = max(_larger_drop(r) for r in option)
+        gaps = [_cf(r, r) - _cf(r, clean[r["seed"]]) for r in option if r["seed"] in clean]
+        lines += [
+            "Targets of the option:",
+            f"  no flag: {flags} of {len(option)} models flagged: {_met(not flags)}",
+            f"  drops ≤ 0.05: largest {worst_drop:.2f}: {_met(worst_drop <= 0.05)}",
+        ]
+        if gaps:
+            lines.append(
+                f"  counterfactual accuracy within 2 points of the same seed's clean model: worst "
+                f"{min(gaps):+.1%}: {_met(min(gaps) >= -0.02)}"
+            )
+    clean_option = {r["seed"]: r for r in rows if r["cue"] is None and r["recipe"] == "option"}
+    for seed, r in sorted(clean.items()):
+        if (o := clean_option.get(seed)) is not None:
+            change = o["clean_accuracy"] - r["clean_accuracy"]
+            lines.append(
+                f"  clean data, seed {seed} ({r['data_path']}): clean accuracy {r['clean_accuracy']:.1%} "
+                f"without the option, {o['clean_accuracy']:.1%} with it ({change:+.1%}; target within 1 "
+                f"point: {_met(abs(change) <= 0.01)})"
+            )
+    trained = sum(r["train_seconds"] for r in rows)
+    lines.append(
+        f"Cost: {len(rows)} models, {trained / 60:.0f} min of process time training and loading them "
+        "(a model found in the workdir costs its loading only)"
+    )
+    return "\n".join(lines)
+
+
 # --- sanity -------------------------------------------------------------------------------
 def sanity(model: EmotionModel, faces: np.ndarray, methods: tuple[str, ...]):
     from emotion.explainers.sanity import cascading_randomisation
@@ -560,6 +754,19 @@ def run(
             else f"{result['detector_seconds']} s"
         )
         done(f"The detector over the cue zoo ({where}):\n" + detector_text(rows))
+    if "fix" in parts:
+        unused = ("clean_synthetic", "clean_folder")
+        opts = {k: v for k, v in (detector_options or {}).items() if k not in unused}
+        start = time.perf_counter()
+        rows = fix(workdir, **opts)
+        result["fix"] = rows
+        seconds = time.perf_counter() - start
+        where = f"rows read from {opts['rows_from']}" if opts.get("rows_from") else f"{seconds:.0f} s"
+        done(
+            "Against background shortcuts: the seed's recipe, the seed's remedy (dropout 0.5, twice "
+            f"the faces) and the option (--against-background), on the cue zoo at 100 % ({where}):\n"
+            + fix_text(rows)
+        )
     return result
 
 
@@ -572,8 +779,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--parts",
-        default=",".join(PARTS[:-1]),
-        help=f"comma-separated, from {', '.join(PARTS)} (default: all but detector, which trains 38 models)",
+        default=",".join(PARTS[:-2]),
+        help=f"comma-separated, from {', '.join(PARTS)} (default: all but detector and fix, which train "
+        "38 and 48 models)",
     )
     p.add_argument("--seeds", type=int, default=5, help="training seeds of the story")
     p.add_argument("--per-class", type=int, default=12, help="unseen faces per class for pointing and sanity")
@@ -586,17 +794,15 @@ def main(argv: list[str] | None = None) -> int:
         "--workdir", type=Path, default=None, help="where the story's runs go (default: a temp dir)"
     )
     p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the result as JSON")
-    p.add_argument("--cues", default=",".join(DETECTOR_CUES), help="detector: the cues of the grid")
-    p.add_argument("--detector-seeds", type=int, default=3, help="detector: training seeds per cue and rate")
-    p.add_argument("--per-class-train", type=int, default=120, help="detector: training faces per class")
-    p.add_argument("--epochs", type=int, default=12, help="detector: training epochs (the seed's recipe)")
+    p.add_argument("--cues", default=",".join(DETECTOR_CUES), help="detector, fix: the cues of the grid")
+    p.add_argument("--detector-seeds", type=int, default=3, help="detector, fix: training seeds per cue")
+    p.add_argument("--per-class-train", type=int, default=120, help="detector, fix: training faces a class")
+    p.add_argument("--epochs", type=int, default=12, help="detector, fix: training epochs (seed's recipe)")
     p.add_argument("--clean", default="5,3", help="detector: clean models on drawn faces, on an ImageFolder")
     p.add_argument(
-        "--shard", default="0/1", help="detector: I/N, every N-th model from the I-th (N processes)"
+        "--shard", default="0/1", help="detector, fix: I/N, every N-th model from the I-th (N processes)"
     )
-    p.add_argument(
-        "--rows-from", type=Path, default=None, help="detector: print the judgements of this JSONL"
-    )
+    p.add_argument("--rows-from", type=Path, default=None, help="detector, fix: print the rows of this JSONL")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     parts = tuple(x.strip() for x in args.parts.split(",") if x.strip())
