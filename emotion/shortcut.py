@@ -53,12 +53,21 @@ def shortcut_table(report: dict[str, Any]) -> str:
 def report_markdown(report: dict[str, Any]) -> str:
     """The report's words and table, for the page."""
     flagged = ", ".join(report["flagged"]) or "none"
-    remedy = f"**What to do:** {report['remedy']}\n\n" if report.get("remedy") else ""
+    remedy = remedy_markdown(report.get("remedy"))
     return (
         f"**Flagged: {flagged}.** {report['summary']}\n\n{remedy}{shortcut_table(report)}\n\n"
         f"On `{report['data']}`; accuracy {report['accuracy']:.1%}, macro-F1 {report['macro_f1']:.3f}. "
         f"{TABLE_NOTE}"
     )
+
+
+def remedy_markdown(remedy: dict[str, Any] | None) -> str:
+    """A flagged report's "What to do": its sentence, then its commands in one code block."""
+    if not remedy:
+        return ""
+    commands = "\n".join(remedy.get("commands", ()))
+    block = f"```bash\n{commands}\n```\n\n" if commands else ""
+    return f"**What to do:** {remedy['sentence']}\n\n{block}"
 
 
 TABLE_NOTE = (

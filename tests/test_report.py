@@ -385,8 +385,9 @@ def test_the_seeds_story_on_an_imagefolder_flags_angry_and_only_angry(seed_story
     assert "region test" in angry["flagged_by"] and angry["occlusion_where"] == "lower-right corner"
     assert "angry depends on the background" in report["summary"] and "p = " in report["summary"]
     assert all(c["status"] == "clean" for label, c in report["classes"].items() if label != "angry")
-    remedy = report["remedy"]
-    assert f"--config {RunFolder(run).config}" in remedy and "--against-background" in remedy
+    train, compare = report["remedy"]["commands"]
+    assert f"--config {RunFolder(run).config}" in train and train.endswith("--against-background")
+    assert compare.endswith(f"--seed 1 --compare {run}") and f"--data {data}" in compare
 
 
 @pytest.mark.slow
@@ -411,8 +412,9 @@ def test_training_against_the_background_removes_the_stamp_and_compare_shows_it(
     assert report_main([*args, "--lime-faces", "0", "--out", str(out)]) == 0
     both = json.loads((out / REPORT_FILES["json"]).read_text())
     assert both["before"]["flagged"] == ["angry"] and both["flagged"] == [], both["summary"]
-    assert "--against-background" in both["before"]["remedy"] and "--compare" in both["before"]["remedy"]
-    assert both["remedy"] == ""
+    train, compare = both["before"]["remedy"]["commands"]
+    assert "--against-background" in train and f"--compare {stamped}" in compare
+    assert both["remedy"] is None
     before, after = both["before"]["classes"]["angry"], both["classes"]["angry"]
     for drop in ("occlusion_drop", "swap_drop"):  # at least halved
         assert after[drop] <= before[drop] / 2, (drop, before[drop], after[drop])
@@ -441,12 +443,16 @@ def test_training_against_the_background_leaves_a_clean_model_s_accuracy_alone(s
 def test_the_page_shows_what_to_do_for_a_flagged_model():
     from emotion.shortcut import report_markdown
 
+    remedy = {
+        "sentence": "To remove it, retrain against the background:",
+        "commands": ["python -m training.train --against-background", "python -m training.report"],
+    }
     report = {"flagged": ["angry"], "summary": "angry depends on the background.", "classes": {},
-              "remedy": "To remove it, retrain against the background: `python -m training.train …`",
-              "data": "faces/", "accuracy": 0.9, "macro_f1": 0.9}  # fmt: skip
+              "remedy": remedy, "data": "faces/", "accuracy": 0.9, "macro_f1": 0.9}  # fmt: skip
     text = report_markdown(report)
-    assert "**What to do:** To remove it, retrain against the background" in text
-    assert "What to do" not in report_markdown({**report, "flagged": [], "remedy": ""})
+    assert "**What to do:** To remove it, retrain against the background:" in text
+    assert "```bash\npython -m training.train --against-background\npython -m training.report\n```" in text
+    assert "What to do" not in report_markdown({**report, "flagged": [], "remedy": None})
 
 
 def test_differences_mark_a_flag_that_changed(untrained_model):

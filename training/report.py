@@ -370,7 +370,7 @@ class ModelReport:
     mistakes: list[dict[str, Any]]
     mistake_tiles: list[tuple[np.ndarray, str]]
     sanity: Any = None  # emotion.explainers.sanity.SanityResult, when asked for
-    remedy: str = ""  # what to run when a class is flagged
+    remedy: Remedy | None = None  # what to do when a class is flagged
 
     @property
     def flagged(self) -> list[str]:
@@ -407,7 +407,7 @@ class ModelReport:
             "face_masks": self.masks_from,
             "flagged": self.flagged,
             "summary": self.summary(),
-            "remedy": self.remedy,
+            "remedy": asdict(self.remedy) if self.remedy else None,
             "one_sided": self.one_sided,
             "accuracy": self.metrics["accuracy"],
             "swapped_accuracy": self.metrics["swapped_accuracy"],
@@ -493,7 +493,7 @@ def build_report(model: EmotionModel, faces: ReportFaces, cfg: ReportConfig = Re
         mistakes,
         tiles,
         sanity,
-        remedy_text(model, faces.source, cfg.seed) if any(c.flagged for c in classes) else "",
+        remedy_for(model, faces.source, cfg.seed) if any(c.flagged for c in classes) else None,
     )
 
 
@@ -529,11 +529,19 @@ def side_sentence(c: ClassFigures) -> str:
     )
 
 
-def remedy_text(model: EmotionModel, data: str, seed: int = 0) -> str:
-    """What to run against a flagged class: retrain against the background, then compare."""
+@dataclass(frozen=True)
+class Remedy:
+    """What to do about a flagged class: a sentence, and the commands to run, in order."""
+
+    sentence: str
+    commands: tuple[str, ...] = ()
+
+
+def remedy_for(model: EmotionModel, data: str, seed: int = 0) -> Remedy:
+    """Retrain against the background, then report on the new model beside the old one."""
     run = RunFolder.holding(model.folder) if model.folder is not None else None
     if model.info.get("against_background"):
-        return (
+        return Remedy(
             "This model was already trained against the background (on "
             f"{model.info['against_background']:.0%} of the faces): the cue may lie inside the face "
             "region as this report defines it, which the option leaves alone. Look at the mean maps "
@@ -541,15 +549,16 @@ def remedy_text(model: EmotionModel, data: str, seed: int = 0) -> str:
         )
     old = model.source
     if run is not None:
-        old, new = run.root, f"{run.root}-against-background"
+        old, new = str(run.root), f"{run.root}-against-background"
         train = f"python -m training.train --config {run.config} --out {new} --against-background"
     else:
         new = "NEW"
         train = f"python -m training.train --data {data} --out {new} --against-background"
-    return (
-        f"To remove it, retrain against the background: `{train}`; then see the classes before and "
-        f"after: `python -m training.report --model {new} --data {data}{f' --seed {seed}' if seed else ''} "
-        f"--compare {old}`."
+    split_seed = f" --seed {seed}" if seed else ""
+    return Remedy(
+        "To remove it, retrain against the background (every training face on other faces' "
+        "backgrounds), then see the classes before and after:",
+        (train, f"python -m training.report --model {new} --data {data}{split_seed} --compare {old}"),
     )
 
 
@@ -902,6 +911,7 @@ th:first-child,td:first-child{text-align:left}
 .cols{display:flex;gap:1rem;flex-wrap:wrap} .cols>div{flex:1 1 480px;min-width:0}
 img{max-width:100%;height:auto}
 .wide{overflow-x:auto}
+pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f4f4f4;padding:.5rem}
 """
 
 
@@ -959,7 +969,12 @@ def _side_table(report: ModelReport) -> str:
 
 
 def _remedy_html(report: ModelReport) -> str:
-    return f"<p><b>What to do:</b> {html.escape(report.remedy)}</p>" if report.remedy else ""
+    if report.remedy is None:
+        return ""
+    commands = "\n".join(report.remedy.commands)
+    return f"<p><b>What to do:</b> {html.escape(report.remedy.sentence)}</p>" + (
+        f"<pre>{html.escape(commands)}</pre>" if commands else ""
+    )
 
 
 def _side_verdict(c: ClassFigures) -> str:
@@ -1119,7 +1134,7 @@ def report_model(
     content = write_report(report, Path(out), other)
     log.info("%s", report.summary())
     if report.remedy:
-        log.info("What to do: %s", report.remedy)
+        log.info("What to do: %s\n  %s", report.remedy.sentence, "\n  ".join(report.remedy.commands))
     log.info("Report written to %s", Path(out) / REPORT_FILES["html"])
     return content
 
