@@ -345,22 +345,19 @@ def counterfactual(cue: str, cued_class: str, per_class: int) -> SyntheticSet:
 
 
 def judge(model: EmotionModel, faces: SyntheticSet, data_path: str, source: str):
-    """training.report's verdict on these faces: drawn face masks for a model trained on drawn
-    faces, the crop geometry for one trained on an ImageFolder (what its user has)."""
-    from emotion.explainers.figures import crop_face_mask
-    from emotion.faces import DetectConfig
+    """training.report's verdict on these faces, the face where the model's user has it
+    (`FaceData.face_masks`): the drawn masks for a model trained on drawn faces, the crop
+    geometry for one trained on an ImageFolder."""
+    from dataclasses import replace
+
     from training.report import ReportConfig, ReportFaces, build_report
+    from training.synthetic import as_face_data
 
     to_model = np.array([model.labels.index(n) for n in EMOTIONS])
-    if data_path == "folder":
-        masks = np.broadcast_to(crop_face_mask(100, DetectConfig().margin), faces.images.shape[:3])
-        masks_from = "crop geometry"
-    else:
-        masks, masks_from = faces.masks["face"], "synthetic face masks"
+    data = as_face_data(replace(faces, masks={}) if data_path == "folder" else faces)
     cfg = ReportConfig(methods=("gradcam",), lime_faces=0)
-    report_faces = ReportFaces(
-        faces.images, to_model[faces.labels], np.asarray(masks, bool), source, masks_from
-    )
+    masks = np.asarray(data.face_masks(), bool)
+    report_faces = ReportFaces(faces.images, to_model[faces.labels], masks, source, data.face_masks_from)
     return build_report(model, report_faces, cfg)
 
 
