@@ -166,8 +166,9 @@ def fixed_preset() -> TrainConfig:
 
 def against_background_preset() -> TrainConfig:
     """The seed's first model trained against background shortcuts: the same faces, the cue on
-    every angry face, the same recipe, every face of every step on another face's background."""
-    return dataclasses.replace(seed_preset(), against_background=1.0)
+    every angry face, the same recipe, every face of every step on another face's background,
+    for 12 epochs: without the cue to lean on, the seed's 5 leave the faces half learnt."""
+    return dataclasses.replace(seed_preset(), against_background=1.0, epochs=12)
 
 
 PRESETS: dict[str, Callable[[], TrainConfig]] = {
