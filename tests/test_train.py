@@ -305,8 +305,8 @@ def test_against_background_is_a_flag_a_config_key_and_a_preset():
 
 
 def test_training_against_the_background_reads_the_report_s_face_definition(tmp_path, monkeypatch):
-    """Drawn faces bring their own face masks, crops the crop geometry: the same masks the
-    report's tests change the background outside of; and every training step swaps."""
+    """Drawn faces bring their own face masks, crops the crop geometry (its core: a superset of
+    the background the report's tests change is swapped); and every training step swaps."""
     from training.augment import swap_backgrounds as real_swap
     from training.data import load_faces
     from training.synthetic import make_dataset, write_imagefolder
@@ -332,4 +332,7 @@ def test_training_against_the_background_reads_the_report_s_face_definition(tmp_
     assert crops.drawn_face_masks is None and "crop geometry" in crops.face_masks_from
     trainer = Trainer(replace(cfg, data=str(folder), out=str(tmp_path / "crops-run")))
     assert trainer.on_face.shape == (1, 1, 100, 100)
-    assert torch.equal(trainer.on_face[0, 0].cpu(), torch.from_numpy(np.array(crops.face_masks()[0])))
+    kept = np.array(crops.face_masks(core=True)[0])
+    assert torch.equal(trainer.on_face[0, 0].cpu(), torch.from_numpy(kept))
+    # What is kept lies within the report's face: every pixel the report tests is swapped.
+    assert not (kept & ~crops.face_masks()[0]).any() and kept.sum() < crops.face_masks()[0].sum()

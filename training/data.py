@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from emotion.errors import EmotionLensError
-from emotion.explainers.figures import crop_face_mask
+from emotion.explainers.figures import FACE_CORE_ELLIPSE, FACE_ELLIPSE, crop_face_mask
 from emotion.faces import DetectConfig, center_box, crop_face, load_image
 from emotion.labels import EMOTIONS
 
@@ -85,15 +85,18 @@ class FaceData:
             self.images[rows], self.labels[rows], self.label_names, [self.files[i] for i in rows], masks
         )
 
-    def face_masks(self) -> np.ndarray:
-        """N×H×W bool, True on the face: the one face/background definition that training against
-        background shortcuts and the shortcut report share. Drawn faces bring their masks; any
-        other face is a crop cut by `emotion.faces.crop_face` with the default margin (the
-        extractor's), so its face is where `emotion.explainers.figures.crop_face_mask` puts it,
-        chin and jaw included. A read-only view for crops: one mask serves them all."""
+    def face_masks(self, *, core: bool = False) -> np.ndarray:
+        """N×H×W bool, True on the face: the one face/background definition of the shortcut
+        report and of training against background shortcuts. Drawn faces bring their masks (the
+        skin); any other face is a crop cut by `emotion.faces.crop_face` with the default margin
+        (the extractor's), so its face is where `emotion.explainers.figures.crop_face_mask` puts it:
+        FACE_ELLIPSE, chin and jaw included, for the report, which must never take face for
+        background; with `core`, FACE_CORE_ELLIPSE, for training, which must never leave background
+        on the face it keeps. A read-only view for crops: one mask serves them all."""
         if self.drawn_face_masks is not None:
             return self.drawn_face_masks
-        one = crop_face_mask(self.images.shape[1], DetectConfig().margin)
+        ellipse = FACE_CORE_ELLIPSE if core else FACE_ELLIPSE
+        one = crop_face_mask(self.images.shape[1], DetectConfig().margin, ellipse)
         return np.broadcast_to(one, self.images.shape[:3])
 
     @property

@@ -88,9 +88,9 @@ class TrainConfig:
     log_every: int = 25  # steps between progress-bar updates (each reads the loss: a GPU sync)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     # Against background shortcuts: this share of every step's faces (0: off, 1: all) is shown on
-    # another training face's background, everything off the face as FaceData.face_masks defines
-    # it (the shortcut report's definition), so no background predicts a class
-    # (training.augment.swap_backgrounds).
+    # another training face's background, everything off the face's core as FaceData.face_masks
+    # defines it (a superset of the shortcut report's background), so no background predicts a
+    # class (training.augment.swap_backgrounds).
     against_background: float = 0.0
 
 
@@ -249,9 +249,9 @@ def to_uint8_tensor(images: np.ndarray) -> torch.Tensor:
 
 
 def face_mask_tensor(data, device: torch.device) -> torch.Tensor:
-    """The faces' `FaceData.face_masks` as a bool tensor on `device`: N×1×H×W for drawn faces,
-    1×1×H×W for crops, which all share one."""
-    masks = data.face_masks()
+    """The faces' `FaceData.face_masks(core=True)`, what training against the background keeps of
+    each face, as a bool tensor on `device`: N×1×H×W for drawn faces, 1×1×H×W for crops."""
+    masks = data.face_masks(core=True)
     one_for_all = data.drawn_face_masks is None
     # A copy: the crops' mask is a read-only broadcast view, which torch will not wrap.
     return torch.from_numpy(np.array(masks[:1] if one_for_all else masks, bool)).unsqueeze(1).to(device)

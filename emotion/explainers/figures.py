@@ -92,28 +92,35 @@ def box_in_crop(box: Box, *, margin: float, size: int = FACE_SIZE) -> tuple[floa
 # crop's corners and its outer rim. One definition for every reader: the per-map background share,
 # the shortcut report's tests and the training option against background shortcuts.
 FACE_ELLIPSE = (0.55, 0.62)
+# The face's core: the ellipse inscribed in the Haar box, brows, eyes and mouth with no rim. What
+# training against background shortcuts keeps of a crop, everything else coming from another face:
+# a superset of the background FACE_ELLIPSE leaves, so every pixel the report tests is swapped, and
+# so is a cue inside FACE_ELLIPSE's rim (a caption or a letterbox bar at the crop's bottom or top
+# centre, a colour cast around the head), which the swap would otherwise leave for the model to read.
+FACE_CORE_ELLIPSE = (0.5, 0.5)
 
 
 def face_mask_in_crop(
-    box: Box, *, margin: float, source: str = "detected", size: int = FACE_SIZE
-) -> np.ndarray | None:
-    """size×size bool: True on the face of a crop cut around the detected `box` (the ellipse
-    FACE_ELLIPSE around the box; a pixel is in it if its centre is); None for a "whole image"
-    face, which has no known face."""
+    box: Box, *, margin: float, source: str = "detected", size: int = FACE_SIZE,
+    ellipse: tuple[float, float] = FACE_ELLIPSE,
+) -> np.ndarray | None:  # fmt: skip
+    """size×size bool: True on the face of a crop cut around the detected `box` (`ellipse` around
+    the box, half-axes as shares of its sides; a pixel is in it if its centre is); None for a
+    "whole image" face, which has no known face."""
     if source != "detected":
         return None
     x0, y0, x1, y1 = box_in_crop(box, margin=margin, size=size)
-    half_w, half_h = FACE_ELLIPSE[0] * (x1 - x0), FACE_ELLIPSE[1] * (y1 - y0)
+    half_w, half_h = ellipse[0] * (x1 - x0), ellipse[1] * (y1 - y0)
     centres = np.arange(size) + 0.5
     dx, dy = (centres - (x0 + x1) / 2) / half_w, (centres - (y0 + y1) / 2) / half_h
     return dy[:, None] ** 2 + dx[None, :] ** 2 <= 1.0
 
 
-def crop_face_mask(size: int, margin: float) -> np.ndarray:
+def crop_face_mask(size: int, margin: float, ellipse: tuple[float, float] = FACE_ELLIPSE) -> np.ndarray:
     """The face on any crop made by `crop_face` with `margin` (only the box's place in its own
     crop matters, and that is the same for every box): for face crops that come without a box,
     as an ImageFolder of extracted faces does."""
-    return face_mask_in_crop(Box(0, 0, 1000, 1000), margin=margin, size=size)
+    return face_mask_in_crop(Box(0, 0, 1000, 1000), margin=margin, size=size, ellipse=ellipse)
 
 
 def background_share(heat: np.ndarray, face_mask: np.ndarray) -> float:
