@@ -23,12 +23,11 @@ from training.report import (
     classes_in_turn,
     cover,
     differences,
-    lean,
-    lean_test,
     load_report_faces,
     localization,
     paired_test,
     random_regions,
+    side_tests,
     strongest_region,
     where_in_face,
     write_report,
@@ -247,24 +246,51 @@ def _blobs(xs: np.ndarray) -> np.ndarray:
     return np.stack([np.exp(-((xx - x) ** 2 + (yy - 45) ** 2) / (2 * 8.0**2)) for x in xs]).astype(np.float32)
 
 
-def test_a_map_reading_one_side_of_the_picture_is_named_and_one_following_the_face_is_not():
-    """The one-side test's control is the mirror: a map that stays on the picture's left when the
-    face is mirrored reads the picture; one that moves with the face follows an asymmetric face
-    (here: each face's feature on a random side), and a uniform map reads no side."""
-    cfg = ReportConfig()
-    rng = np.random.default_rng(0)
-    masks = np.broadcast_to(_face_ellipse(), (16, 100, 100))
-    mirrored_masks = masks[:, :, ::-1]
-    picture_left = _blobs(rng.uniform(30, 40, 16))  # the same place on the faces and their mirrors
-    p, named = lean_test(lean(picture_left, masks), lean(picture_left, mirrored_masks), 5, cfg)
-    assert named and p < 0.05
-    feature = _blobs(np.where(rng.random(16) < 0.5, 33.0, 67.0) + rng.uniform(-3, 3, 16))
-    # On the mirror the feature is on the other side of the picture: the map moves with it.
-    leans, mirrored = lean(feature, masks), lean(feature[:, :, ::-1], mirrored_masks)
-    assert np.abs(leans).mean() > 0.3  # each map leans hard, the lean test still names nothing
-    assert not lean_test(leans, mirrored, 5, cfg)[1]
-    uniform = np.ones((16, 100, 100), np.float32)
-    assert not lean_test(lean(uniform, masks), lean(uniform, mirrored_masks), 5, cfg)[1]
+def _side(model, faces: ReportFaces) -> ClassFigures:
+    """The one-side test of angry on these faces, for a stand-in model."""
+    angry = EMOTIONS.index("angry")
+    own = faces.labels == angry
+    figures = ClassFigures("angry", int(own.sum()), 1.0)
+    images, masks = faces.images[own], faces.face_masks[own]
+    side_tests(model, figures, angry, images, masks, np.ones(masks.shape, np.float32), 5, ReportConfig())
+    return figures
+
+
+def _eye(images: np.ndarray, x0: int) -> np.ndarray:
+    return images[:, 36:46, x0 : x0 + 14].astype(np.float32).mean(axis=(1, 2, 3))
+
+
+def test_a_model_reading_one_side_of_the_picture_is_named_and_one_following_the_face_is_not(monkeypatch):
+    """The one-side test's control is the mirror: a model that needs the picture's left eye on the
+    faces and on their mirrors reads the picture; one that reads whichever cheek carries a mark
+    (put on a random side of each face) follows the face, however lopsided each face is; one
+    that reads both eyes reads no side."""
+    monkeypatch.setattr(
+        "training.report.default_gradcams", lambda model, faces: np.ones((len(faces), 5, 100, 100))
+    )
+    drawn = make_dataset(12, seed=5, workers=1)
+    faces = ReportFaces(drawn.images, drawn.labels, drawn.masks["face"], "test", "synthetic face masks")
+    left_eye = _side(ReadsPixels(lambda im: (120 - _eye(im, 30)) / 10), faces)
+    assert left_eye.one_sided and left_eye.side_p < 0.05, left_eye.half_drops
+    assert left_eye.half_drops["left"] - left_eye.half_drops["right"] >= 0.10
+    both_eyes = _side(ReadsPixels(lambda im: (120 - (_eye(im, 30) + _eye(im, 56)) / 2) / 10), faces)
+    assert not both_eyes.one_sided, both_eyes.half_drops
+
+    marked = faces.images.copy()
+    sides = np.random.default_rng(0).random(len(marked)) < 0.5
+    for face, left in zip(marked, sides, strict=True):
+        (face[62:70, 30:38] if left else face[62:70, 62:70])[:] = 20
+
+    def mark(im):
+        darkest = np.minimum(
+            im[:, 62:70, 30:38].mean(axis=(1, 2, 3)), im[:, 62:70, 62:70].mean(axis=(1, 2, 3))
+        )
+        return (90 - darkest.astype(np.float32)) / 10
+
+    follows = _side(ReadsPixels(mark), replace(faces, images=marked))
+    assert not follows.one_sided, follows.half_drops
+    # Each face is lopsided: covering the marked half drops P, the other half does not.
+    assert abs(follows.half_drops["left"] - follows.half_drops["right"]) < 0.5
 
 
 def test_localization_is_high_for_a_peaked_map_and_the_top_share_for_a_flat_one():

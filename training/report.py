@@ -86,11 +86,13 @@ class ReportConfig:
     # says the difference is not chance; the minimum effect says it is large enough to act on.
     alpha: float = 0.05
     min_effect: float = 0.10
-    # Reading one side of the face: a class is named when its maps lean to one side of the picture
-    # on its faces and on the same faces mirrored alike (a two-sided Wilcoxon test of the lean
-    # against 0, corrected over classes, p < alpha) by at least this much of the map's face mass
-    # (a lean of 0.2: 60 % of the mass on one side).
-    min_lean: float = 0.20
+    # Reading one side of the picture: a class is named when covering one half of its faces drops
+    # its probability more than covering the other half, on the faces and on the same faces
+    # mirrored alike (a two-sided Wilcoxon test against 0, corrected over classes, p < alpha), by
+    # at least this much probability on average. Covering half a face is a large change (drops of
+    # 0.4-0.6 on the flip-trained demo model), so small asymmetries of a model that reads both
+    # sides reach 0.1; the figures behind the choice are in docs/findings.md.
+    min_side: float = 0.15
     top_share: float = 0.10  # localization: the map's mass in this share of its strongest face pixels
     mistakes: int = 6  # most confident mistakes shown
     methods: tuple[str, ...] = ("gradcam", "lime")  # mean maps drawn; Grad-CAM also locates the region
@@ -132,12 +134,15 @@ class ClassFigures:
     not_testable: list[str] = field(default_factory=list)  # why a test could not be made
     flagged: bool = False
     sentence: str = ""
-    # Which side of the face: the (stride-8) Grad-CAM's lean (L − R) / (L + R) over the face, split at the
-    # face's centre (mean and spread over the faces), the same on the faces mirrored (mirrored
-    # back), their p-value and verdict; and how much mirroring the faces drops P(label).
+    # Which side of the face: the (stride-8) Grad-CAM's lean (L − R) / (L + R) over the face, split
+    # at the face's centre, on the faces and on the same faces mirrored (mean and spread over the
+    # faces); the mean drops of P(label) when the face's left or right half in the picture is
+    # covered, on the faces and mirrored ("left", "right", "mirrored_left", "mirrored_right"), the
+    # p-value and the verdict of the one-side test; and how much mirroring the faces drops P(label).
     lean: dict[str, float] | None = None
     mirrored_lean: dict[str, float] | None = None
-    lean_p: float | None = None
+    half_drops: dict[str, float] | None = None
+    side_p: float | None = None
     one_sided: bool = False
     mirror_drop: dict[str, float] | None = None
     # Localization: the share of the (stride-8) Grad-CAM's face mass in its top cfg.top_share face pixels.
@@ -519,13 +524,14 @@ def _peak_one(heat: np.ndarray) -> np.ndarray:
 
 def side_sentence(c: ClassFigures) -> str:
     """What the one-side test found for a class, in words."""
-    lean, mirrored = c.lean["mean"], c.mirrored_lean["mean"]
-    side = "left" if lean + mirrored > 0 else "right"
+    d = c.half_drops
+    side = "left" if d["left"] + d["mirrored_left"] > d["right"] + d["mirrored_right"] else "right"
     return (
-        f"{c.label} reads the {side} side of the picture: its Grad-CAM leans {side} on its faces "
-        f"({lean:+.2f}) and on the same faces mirrored ({mirrored:+.2f}), where a map that follows "
-        f"the face would lean the other way (p = {c.lean_p:.2g} corrected); mirroring the faces "
-        f"changes P({c.label}) by {-c.mirror_drop['mean']:+.2f} on average."
+        f"{c.label} reads the {side} side of the picture: covering the left or the right half of its "
+        f"faces drops P({c.label}) by {d['left']:.2f} or {d['right']:.2f}, and on the same faces "
+        f"mirrored by {d['mirrored_left']:.2f} or {d['mirrored_right']:.2f}, where a model that "
+        f"follows the face would swap them (p = {c.side_p:.2g} corrected); its Grad-CAM leans "
+        f"{c.lean['mean']:+.2f} ({c.mirrored_lean['mean']:+.2f} mirrored)."
     )
 
 
@@ -603,33 +609,61 @@ def lean(maps: np.ndarray, masks: np.ndarray) -> np.ndarray:
     return np.array(values)
 
 
-def lean_test(
-    leans: np.ndarray, mirrored: np.ndarray, corrections: int, cfg: ReportConfig
+def cover_half(images: np.ndarray, masks: np.ndarray, left: bool) -> np.ndarray:
+    """Copies of the faces with the face's left (or right) half in the picture, split at its
+    centre column, filled with the face's mean colour."""
+    out = images.copy()
+    xs = np.arange(images.shape[2])
+    for face, mask in zip(out, masks, strict=True):
+        side = xs < np.nonzero(mask)[1].mean() if left else xs > np.nonzero(mask)[1].mean()
+        face[mask & side[None, :]] = face[mask].mean(axis=0).round().astype(np.uint8)
+    return out
+
+
+def half_drops(model: EmotionModel, images: np.ndarray, masks: np.ndarray, index: int) -> np.ndarray:
+    """2×N: per face, the drop of P(label `index`) when the face's left half in the picture is
+    covered (row 0) and when its right half is (row 1)."""
+    base = model.predict(images)[:, index]
+    covered = np.concatenate([cover_half(images, masks, True), cover_half(images, masks, False)])
+    return base[None] - model.predict(covered)[:, index].reshape(2, len(images))
+
+
+def side_test(
+    drops: np.ndarray, mirrored: np.ndarray, corrections: int, cfg: ReportConfig
 ) -> tuple[float, bool]:  # fmt: skip
-    """(corrected p, one-sided?) for maps that lean `leans` on the faces and `mirrored` on the same
-    faces mirrored, each in its own picture. A map that follows the face (an eyebrow raised higher
-    on one side) leans the other way on the mirror and the two cancel; a map that reads one side
-    of the picture leans the same way on both: their mean is the lean tested against 0."""
+    """(corrected p, one-sided?) from `half_drops` on the faces and on the same faces mirrored,
+    each in its own picture. A model that follows the face (an eyebrow raised higher on one side)
+    needs the other half of the picture once the face is mirrored, and its left-minus-right
+    differences cancel; one that reads a side of the picture needs that side on both, and their
+    mean is tested against 0 (two-sided Wilcoxon, Bonferroni over `corrections`)."""
     from scipy.stats import wilcoxon
 
-    side = (leans + mirrored) / 2
+    side = ((drops[0] - drops[1]) + (mirrored[0] - mirrored[1])) / 2
     if np.all(np.abs(side) < 1e-9):
         return 1.0, False
     p = min(1.0, float(wilcoxon(side).pvalue) * corrections)
-    return p, p < cfg.alpha and abs(float(side.mean())) >= cfg.min_lean
+    return p, p < cfg.alpha and abs(float(side.mean())) >= cfg.min_side
 
 
 def side_tests(
     model: EmotionModel, figures: ClassFigures, index: int, images: np.ndarray, masks: np.ndarray,
     cams: np.ndarray, classes: int, cfg: ReportConfig,
 ) -> None:  # fmt: skip
-    """Does the class read one side of the picture? Its maps' lean on the faces against their lean
-    on the same faces mirrored (`lean_test`), and the drop of P(class) when the faces are mirrored."""
-    mirrored = np.ascontiguousarray(images[:, :, ::-1])
-    leans = lean(cams, masks)
-    mirrored_leans = lean(default_gradcams(model, mirrored)[:, index], masks[:, :, ::-1])
-    figures.lean, figures.mirrored_lean = spread(leans), spread(mirrored_leans)
-    figures.lean_p, figures.one_sided = lean_test(leans, mirrored_leans, classes, cfg)
+    """Does the class read one side of the picture? Covering each half of the face, on the faces
+    and on the same faces mirrored (`side_test`); beside it the maps' lean on both, and the drop
+    of P(class) when the faces are mirrored."""
+    mirrored, mirrored_masks = np.ascontiguousarray(images[:, :, ::-1]), masks[:, :, ::-1]
+    figures.lean = spread(lean(cams, masks))
+    figures.mirrored_lean = spread(lean(default_gradcams(model, mirrored)[:, index], mirrored_masks))
+    drops = half_drops(model, images, masks, index)
+    mirrored_drops = half_drops(model, mirrored, mirrored_masks, index)
+    figures.half_drops = {
+        "left": float(drops[0].mean()),
+        "right": float(drops[1].mean()),
+        "mirrored_left": float(mirrored_drops[0].mean()),
+        "mirrored_right": float(mirrored_drops[1].mean()),
+    }
+    figures.side_p, figures.one_sided = side_test(drops, mirrored_drops, classes, cfg)
     figures.mirror_drop = spread(model.predict(images)[:, index] - model.predict(mirrored)[:, index])
 
 
@@ -945,25 +979,32 @@ def _side_table(report: ModelReport) -> str:
     def figure(value: dict[str, float] | None, fmt: str = "+.2f") -> str:
         return "–" if value is None else f"{value['mean']:{fmt}} ± {value['std']:.2f}"
 
+    def halves(c: ClassFigures, prefix: str) -> str:
+        d = c.half_drops
+        return "–" if d is None else f"{d[prefix + 'left']:.2f} / {d[prefix + 'right']:.2f}"
+
     rows = "".join(
-        f"<tr><td>{html.escape(c.label)}</td><td>{figure(c.lean)}</td><td>{figure(c.mirrored_lean)}</td>"
-        f"<td>{'–' if c.lean_p is None else f'{c.lean_p:.2g}'}</td><td>{figure(c.mirror_drop)}</td>"
-        f"<td>{figure(c.localization, '.2f')}</td>"
-        f"<td>{_side_verdict(c)}</td></tr>"
+        f"<tr><td>{html.escape(c.label)}</td><td>{halves(c, '')}</td><td>{halves(c, 'mirrored_')}</td>"
+        f"<td>{'–' if c.side_p is None else f'{c.side_p:.2g}'}</td><td>{_side_verdict(c)}</td>"
+        f"<td>{figure(c.lean)}</td><td>{figure(c.mirrored_lean)}</td><td>{figure(c.mirror_drop)}</td>"
+        f"<td>{figure(c.localization, '.2f')}</td></tr>"
         for c in report.classes
     )
     cfg = report.config
     return (
-        "<p>Which part of the face: the (stride-8) Grad-CAM's <i>lean</i> over the face, "
-        "(left − right) / (left + right) in the picture, on the faces and on the same faces "
-        "mirrored. A map that follows the face leans the other way on the mirror; one that reads "
-        "a side of the picture leans the same way, and is named when the mean of the two differs "
-        f"from 0 by ≥ {cfg.min_lean:.2f} (two-sided Wilcoxon test corrected for the "
-        f"{len(report.classes)} classes, p < {cfg.alpha:g}). Also: how much mirroring the faces "
-        "drops P(class), and <i>localization</i>, the map's face mass in its strongest "
-        f"{cfg.top_share:.0%} of face pixels (mean ± spread over the faces).</p>"
-        '<div class="wide"><table><tr><th>class</th><th>lean</th><th>lean, mirrored</th><th>p</th>'
-        "<th>mirroring drops P by</th><th>localization</th><th>verdict</th></tr>"
+        "<p>Which part of the face. <b>One side</b>: the drop of P(class) when the face's left or "
+        "right half in the picture is covered (filled with the face's mean colour), on the faces "
+        "and on the same faces mirrored. A model that follows the face needs the other half once "
+        "the face is mirrored; one that reads a side of the picture needs the same half on both, "
+        f"and is named when its left-minus-right difference, averaged over the two, is ≥ "
+        f"{cfg.min_side:.2f} away from 0 (two-sided Wilcoxon test corrected for the "
+        f"{len(report.classes)} classes, p < {cfg.alpha:g}). Beside it: the (stride-8) Grad-CAM's "
+        "<i>lean</i> over the face, (left − right) / (left + right), on the faces and mirrored; how "
+        "much mirroring drops P(class); and <i>localization</i>, the map's face mass in its "
+        f"strongest {cfg.top_share:.0%} of face pixels (mean ± spread over the faces).</p>"
+        '<div class="wide"><table><tr><th>class</th><th>cover left / right</th>'
+        "<th>mirrored: cover left / right</th><th>p</th><th>verdict</th><th>map lean</th>"
+        "<th>map lean, mirrored</th><th>mirroring drops P by</th><th>localization</th></tr>"
         f"{rows}</table></div>"
     )
 
@@ -1074,7 +1115,9 @@ def render_html(report: ModelReport, files: dict[str, str], before=None) -> str:
         "region test finds a local cue (a logo, a caption); the whole-background test also finds "
         "one spread over the background (a colour cast, a texture) that no single region holds. "
         "Grad-CAM here is the last stage's (from the forward, cheap over hundreds of faces), not the "
-        "page's default at the stride-8 stage.</p>"
+        "page's default at the stride-8 stage. The tests change only the background: a cue inside "
+        "the face region (on crops, the part of a caption or a bar that reaches into the ellipse) "
+        "is beyond their reach.</p>"
     )
     if before is None:
         body = _model_section(report, files, "Model")
