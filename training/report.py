@@ -18,8 +18,8 @@ maps showed it. This report makes that visible and checks it causally, class by 
 - a flagged class comes with what to run: retrain with `--against-background`
   (`training.augment.swap_backgrounds`), then report on the new model with ``--compare OLD``,
   which shows both models side by side and what changed, class by class;
-- per class, whether its maps read one side of the picture (their lean over the face on the faces
-  against the same faces mirrored) and how localized they are;
+- per class, whether it reads one side of the picture (covering each half of the face, on the
+  faces and on the same faces mirrored), its maps' lean, and how localized they are;
 - the accuracy with every face on another emotion's background, which a model reading faces
   keeps and one reading backgrounds loses;
 - the most confident mistakes with their maps, and the confusion matrix.
@@ -549,9 +549,9 @@ def remedy_for(model: EmotionModel, data: str, seed: int = 0) -> Remedy:
     if model.info.get("against_background"):
         return Remedy(
             "This model was already trained against the background (on "
-            f"{model.info['against_background']:.0%} of the faces): the cue may lie inside the face "
-            "region as this report defines it, which the option leaves alone. Look at the mean maps "
-            "for where it is."
+            f"{model.info['against_background']:.0%} of the faces), which keeps only the face's core: "
+            "what the class reads lies on the face itself (make-up, glasses, a mark). Look at the "
+            "mean maps for where it is."
         )
     old = model.source
     if run is not None:
