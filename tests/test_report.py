@@ -517,3 +517,14 @@ def test_bench_truth_pointing_prints_both_tables_and_writes_the_json(untrained_f
     assert result["pointing"]["faces"] == 10 and set(result["region_swaps"]) == set(EMOTIONS)
     # An untrained network reads nothing: no region moves its probabilities.
     assert all(abs(v) < 0.05 for row in result["region_swaps"].values() for k, v in row.items() if k != "p")
+
+
+def test_the_remedy_names_the_run_s_config_or_says_the_option_was_already_used(untrained_model, tmp_path):
+    from training.report import remedy_for
+
+    bare = remedy_for(untrained_model, "faces/")
+    assert bare.commands[0] == "python -m training.train --data faces/ --out NEW --against-background"
+    assert bare.commands[1].endswith(f"--data faces/ --compare {untrained_model.source}")
+    trained = replace(untrained_model, info={**untrained_model.info, "against_background": 1.0})
+    already = remedy_for(trained, "faces/", seed=3)
+    assert already.commands == () and "already trained against the background" in already.sentence
