@@ -552,6 +552,8 @@ def fix(
     # Recipe by recipe, the cheap ones first: the seed's models are the detector's (reused from a
     # workdir it ran in), the remedy's take twice the faces.
     grid = [(run, recipe) for recipe in recipes for run in runs if run["cue"] or recipe != "remedy"]
+    if "seed" not in recipes:  # the clean models trained the seed's way: every recipe's baseline
+        grid = [(run, "seed") for run in runs if run["cue"] is None] + grid
     log_path = workdir / "fix-rows.jsonl"
     # A rerun after a crash picks up where it stopped: rows already logged are not made again.
     rows = (
@@ -608,6 +610,12 @@ def _cf(row: dict[str, Any], of: dict[str, Any] | None) -> float | None:
     return None if of is None else of["counterfactual_accuracy"].get(f"{row['cue']}/{row['cued_class']}")
 
 
+def _cf_gaps(rows: list[dict[str, Any]], clean: dict[int, dict[str, Any]]) -> list[float]:
+    """Each row's counterfactual accuracy minus its seed's clean model's, where both are known."""
+    pairs = [(_cf(r, r), _cf(r, clean.get(r["seed"]))) for r in rows]
+    return [mine - base for mine, base in pairs if mine is not None and base is not None]
+
+
 def _larger_drop(row: dict[str, Any]) -> float:
     figures = row["classes"][row["cued_class"]]
     return max(figures.get("occlusion_drop", 0.0), figures.get("swap_drop", 0.0))
@@ -649,7 +657,7 @@ def fix_text(rows: list[dict[str, Any]]) -> str:
         mine = [r for r in cued if r["recipe"] == recipe]
         if not mine:
             continue
-        gaps = [_cf(r, r) - _cf(r, clean[r["seed"]]) for r in mine if r["seed"] in clean]
+        gaps = _cf_gaps(mine, clean)
         lines.append(
             f"{recipe}: the cue's class flagged on {sum(r['cued_class'] in r['flagged'] for r in mine)}/"
             f"{len(mine)} models; its larger drop {_range([_larger_drop(r) for r in mine], '.2f')}; "
@@ -660,7 +668,7 @@ def fix_text(rows: list[dict[str, Any]]) -> str:
     if option:
         flags = sum(bool(r["flagged"]) for r in option)
         worst_drop = max(_larger_drop(r) for r in option)
-        gaps = [_cf(r, r) - _cf(r, clean[r["seed"]]) for r in option if r["seed"] in clean]
+        gaps = _cf_gaps(option, clean)
         lines += [
             "Targets of the option:",
             f"  no flag: {flags} of {len(option)} models flagged: {_met(not flags)}",
@@ -826,7 +834,7 @@ def run(
         done("Cue-rate sweep on angry faces (the seed's recipe, seed 0):\n" + sweep_text(rows))
     if "detector" in parts:
         start = time.perf_counter()
-        rows = detector(workdir, **(detector_options or {}))
+        rows = detector(workdir, **{k: v for k, v in (detector_options or {}).items() if k != "recipes"})
         result["detector"] = rows
         opts = detector_options or {}
         if opts.get("rows_from") is None:
@@ -884,6 +892,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the result as JSON")
     p.add_argument("--cues", default=",".join(DETECTOR_CUES), help="detector, fix: the cues of the grid")
+    p.add_argument("--recipes", default=",".join(RECIPES), help="fix: the recipes trained on each run")
     p.add_argument("--detector-seeds", type=int, default=3, help="detector, fix: training seeds per cue")
     p.add_argument("--per-class-train", type=int, default=120, help="detector, fix: training faces a class")
     p.add_argument("--epochs", type=int, default=12, help="detector, fix: training epochs (seed's recipe)")
@@ -921,11 +930,14 @@ def detector_options(args: argparse.Namespace) -> dict[str, Any]:
     unknown = sorted(set(cues) - set(CUES))
     if unknown:
         raise SystemExit(f"unknown cues {unknown}: choose from {', '.join(CUES)}")
+    recipes = tuple(r.strip() for r in args.recipes.split(",") if r.strip())
+    if unknown := sorted(set(recipes) - set(RECIPES)):
+        raise SystemExit(f"unknown recipes {unknown}: choose from {', '.join(RECIPES)}")
     index, count = (int(n) for n in args.shard.split("/"))
     return {
         "seeds": args.detector_seeds, "clean_synthetic": clean_synthetic, "clean_folder": clean_folder,
         "per_class": args.per_class_train, "epochs": args.epochs, "cues": cues, "shard": (index, count),
-        "rows_from": args.rows_from,
+        "rows_from": args.rows_from, "recipes": recipes,
     }  # fmt: skip
 
 
