@@ -312,10 +312,8 @@ def train_detector_model(
     """The seed's recipe (no dropout, no augmentation, no label smoothing), changed as RECIPES
     says, on `per_class` drawn faces per class with the run's cue, from the generator directly or
     from an ImageFolder of the same faces. A finished run in `workdir` is reused."""
-    from emotion.model_io import load_model
     from emotion.runs import RunFolder
     from training.synthetic import write_imagefolder
-    from training.train import Trainer, load_config
 
     changes = dict(RECIPES[recipe])
     per_class *= changes.pop("faces", 1)
@@ -330,10 +328,19 @@ def train_detector_model(
         data = str(workdir / f"data-{name}")
         if not Path(data).is_dir():
             write_imagefolder(SyntheticSpec.parse(spec).draw(per_class, seed=run["seed"]), Path(data))
+    overrides = {"seed": run["seed"], "data": data, "epochs": epochs, **changes}
+    return train_seed_recipe(out, overrides), RunFolder(out).read_metrics()
+
+
+def train_seed_recipe(out: Path, overrides: dict[str, Any]) -> EmotionModel:
+    """The `seed` preset with `overrides`, trained into `out` unless a finished run is there."""
+    from emotion.model_io import load_model
+    from emotion.runs import RunFolder
+    from training.train import Trainer, load_config
+
     if not (RunFolder(out).model_dir / "config.json").is_file():
-        overrides = {"seed": run["seed"], "out": str(out), "data": data, "epochs": epochs, **changes}
-        Trainer(load_config(None, overrides, preset="seed")).fit()
-    return load_model(str(out)), RunFolder(out).read_metrics()
+        Trainer(load_config(None, {**overrides, "out": str(out)}, preset="seed")).fit()
+    return load_model(str(out))
 
 
 def held_out(cue: str | None, cued_class: str, per_class: int) -> tuple[SyntheticSet, SyntheticSet]:
@@ -702,39 +709,28 @@ def half_blind_model(workdir: Path, per_class: int = 120, epochs: int = 12):
     that can only read the left half, whatever the face. A finished run in `workdir` is reused."""
     from dataclasses import replace
 
-    from emotion.model_io import load_model
-    from emotion.runs import RunFolder
     from training.synthetic import write_imagefolder
-    from training.train import Trainer, load_config
 
-    out, data = workdir / "half-blind", workdir / "data-half-blind"
-    if not (RunFolder(out).model_dir / "config.json").is_file():
+    data = workdir / "data-half-blind"
+    if not data.is_dir():
         drawn = make_dataset(per_class, seed=7, workers=1)
         images = drawn.images.copy()
         images[:, :, 50:] = 128
         write_imagefolder(replace(drawn, images=images), data)
-        overrides = {"seed": 7, "out": str(out), "data": str(data), "epochs": epochs}
-        Trainer(load_config(None, overrides, preset="seed")).fit()
-    return load_model(str(out))
+    return train_seed_recipe(workdir / "half-blind", {"seed": 7, "data": str(data), "epochs": epochs})
 
 
 def sides(workdir: Path, model_source: str | None, per_class: int = 30) -> dict[str, Any]:
     """The report's one-side figures per class on held-out whole faces (drawn masks), for the
     half-blind model (the classes it reads should be named) and the demo model, trained with
     flips (none should be)."""
-    from training.report import ReportConfig, ReportFaces, build_report
-
     faces = make_dataset(per_class, seed=HELD_OUT_SEED, workers=1)
     result = {}
     for name, model in (
         ("half-blind", half_blind_model(workdir)),
         ("demo", load_bench_model(model_source, "cpu", "auto")),
     ):
-        to_model = np.array([model.labels.index(n) for n in EMOTIONS])
-        report_faces = ReportFaces(
-            faces.images, to_model[faces.labels], faces.masks["face"], "held-out", "drawn"
-        )
-        report = build_report(model, report_faces, ReportConfig(methods=("gradcam",), lime_faces=0))
+        report = judge(model, faces, "synthetic", "held-out faces")
         keys = (
             "faces",
             "lean",
@@ -763,12 +759,12 @@ def sides_text(result: dict[str, Any]) -> str:
             if c["lean"] is None:
                 lines.append(f"  {label:<10} too few faces ({c['faces']})")
                 continue
-            d, lean_of = c["half_drops"], lambda key: f"{c[key]['mean']:+.2f}"  # noqa: B023
+            d, m = c["half_drops"], {k: c[k]["mean"] for k in ("lean", "mirrored_lean", "mirror_drop")}
             lines.append(
                 f"  {label:<10} covering left / right half drops P by {d['left']:.2f} / {d['right']:.2f}, "
                 f"mirrored {d['mirrored_left']:.2f} / {d['mirrored_right']:.2f}, p {c['side_p']:.2g}; "
-                f"map lean {lean_of('lean')} (mirrored {lean_of('mirrored_lean')}); mirroring drops P "
-                f"by {lean_of('mirror_drop')}; localization {c['localization']['mean']:.2f} "
+                f"map lean {m['lean']:+.2f} (mirrored {m['mirrored_lean']:+.2f}); mirroring drops P "
+                f"by {m['mirror_drop']:+.2f}; localization {c['localization']['mean']:.2f} "
                 f"({c['faces']} faces)"
             )
     return "\n".join(lines)

@@ -356,8 +356,7 @@ def where_in_face(region: np.ndarray) -> str:
 
 
 def shares(maps: np.ndarray, masks: np.ndarray) -> dict[str, float]:
-    values = [background_share(m, k) for m, k in zip(maps, masks, strict=True)]
-    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "n": len(values)}
+    return spread(np.array([background_share(m, k) for m, k in zip(maps, masks, strict=True)]))
 
 
 @dataclass
@@ -469,7 +468,8 @@ def build_report(model: EmotionModel, faces: ReportFaces, cfg: ReportConfig = Re
                 f"{cfg.min_faces}): neither clean nor flagged."
             )
             continue
-        side_tests(model, figures, index, images, masks, fine, len(model.labels), cfg)
+        base = probs[own, index]  # the faces as they are: every test's drops start here
+        side_tests(model, figures, index, images, masks, fine, len(model.labels), cfg, base)
         if not background.any():
             figures.status = "not testable"
             figures.not_testable.append(
@@ -477,7 +477,7 @@ def build_report(model: EmotionModel, faces: ReportFaces, cfg: ReportConfig = Re
             )
             figures.sentence = f"{label}: not tested: {figures.not_testable[0]}."
         else:
-            background_tests(model, figures, index, own, faces, cams.mean(0), background, rng, cfg)
+            background_tests(model, figures, index, own, faces, cams.mean(0), background, rng, cfg, base)
     metrics["swapped_accuracy"] = swapped_accuracy(model, faces, background, rng)
     mistakes, tiles = _mistakes(model, faces, probs, cfg.mistakes)
     sanity = None
@@ -596,13 +596,18 @@ def localization(maps: np.ndarray, masks: np.ndarray, top: float) -> np.ndarray:
     return np.array(values)
 
 
+def centre_column(mask: np.ndarray) -> float:
+    """The face's centre column: the mean x of its mask, where its left and right halves meet."""
+    return float(np.nonzero(mask)[1].mean())
+
+
 def lean(maps: np.ndarray, masks: np.ndarray) -> np.ndarray:
     """Per map, (L − R) / (L + R) of its mass on the face, L and R the face's halves left and right
     of its centre column (the mask's mean x) in the picture: +1 all left, −1 all right, 0 even."""
     xs = np.arange(maps.shape[2])
     values = []
     for heat, mask in zip(maps, masks, strict=True):
-        centre = np.nonzero(mask)[1].mean()
+        centre = centre_column(mask)
         on_face = np.where(mask, heat, 0.0)
         left, right = on_face[:, xs < centre].sum(), on_face[:, xs > centre].sum()
         values.append((left - right) / (left + right) if left + right > 0 else 0.0)
@@ -615,15 +620,16 @@ def cover_half(images: np.ndarray, masks: np.ndarray, left: bool) -> np.ndarray:
     out = images.copy()
     xs = np.arange(images.shape[2])
     for face, mask in zip(out, masks, strict=True):
-        side = xs < np.nonzero(mask)[1].mean() if left else xs > np.nonzero(mask)[1].mean()
+        side = xs < centre_column(mask) if left else xs > centre_column(mask)
         face[mask & side[None, :]] = face[mask].mean(axis=0).round().astype(np.uint8)
     return out
 
 
-def half_drops(model: EmotionModel, images: np.ndarray, masks: np.ndarray, index: int) -> np.ndarray:
-    """2×N: per face, the drop of P(label `index`) when the face's left half in the picture is
-    covered (row 0) and when its right half is (row 1)."""
-    base = model.predict(images)[:, index]
+def half_drops(
+    model: EmotionModel, images: np.ndarray, masks: np.ndarray, index: int, base: np.ndarray
+) -> np.ndarray:  # fmt: skip
+    """2×N: per face, the drop of P(label `index`) from `base` (its value on the faces as they are)
+    when the face's left half in the picture is covered (row 0) and when its right half is (row 1)."""
     covered = np.concatenate([cover_half(images, masks, True), cover_half(images, masks, False)])
     return base[None] - model.predict(covered)[:, index].reshape(2, len(images))
 
@@ -647,16 +653,18 @@ def side_test(
 
 def side_tests(
     model: EmotionModel, figures: ClassFigures, index: int, images: np.ndarray, masks: np.ndarray,
-    cams: np.ndarray, classes: int, cfg: ReportConfig,
+    cams: np.ndarray, classes: int, cfg: ReportConfig, base: np.ndarray | None = None,
 ) -> None:  # fmt: skip
     """Does the class read one side of the picture? Covering each half of the face, on the faces
     and on the same faces mirrored (`side_test`); beside it the maps' lean on both, and the drop
-    of P(class) when the faces are mirrored."""
+    of P(class) when the faces are mirrored. `base`: P(class) on the faces, if already known."""
     mirrored, mirrored_masks = np.ascontiguousarray(images[:, :, ::-1]), masks[:, :, ::-1]
+    base = model.predict(images)[:, index] if base is None else base
+    mirrored_base = model.predict(mirrored)[:, index]
     figures.lean = spread(lean(cams, masks))
     figures.mirrored_lean = spread(lean(default_gradcams(model, mirrored)[:, index], mirrored_masks))
-    drops = half_drops(model, images, masks, index)
-    mirrored_drops = half_drops(model, mirrored, mirrored_masks, index)
+    drops = half_drops(model, images, masks, index, base)
+    mirrored_drops = half_drops(model, mirrored, mirrored_masks, index, mirrored_base)
     figures.half_drops = {
         "left": float(drops[0].mean()),
         "right": float(drops[1].mean()),
@@ -664,20 +672,21 @@ def side_tests(
         "mirrored_right": float(mirrored_drops[1].mean()),
     }
     figures.side_p, figures.one_sided = side_test(drops, mirrored_drops, classes, cfg)
-    figures.mirror_drop = spread(model.predict(images)[:, index] - model.predict(mirrored)[:, index])
+    figures.mirror_drop = spread(base - mirrored_base)
 
 
 def background_tests(
     model, figures: ClassFigures, index: int, own: np.ndarray, faces: ReportFaces, mean_cam, background, rng,
-    cfg: ReportConfig,
+    cfg: ReportConfig, base: np.ndarray | None = None,
 ) -> None:  # fmt: skip
     """The two tests of one class on its correctly classified faces `own`, each against its
     control on the same faces: covering its strongest background region (against random regions
     of the same area), and replacing its whole background (with other emotions' faces' against
-    other faces of its own emotion's)."""
+    other faces of its own emotion's). `base`: P(class) on those faces, if already known."""
     corrections = 2 * len(model.labels)  # every test the report makes: two per class
     images = faces.images[own]
-    base = model.predict(images)[:, index]  # once: every test's drops are from these
+    # Once: every test's drops are from these.
+    base = model.predict(images)[:, index] if base is None else base
     region = strongest_region(mean_cam, background, cfg.region_level, cfg.max_region_share)
     ys, xs = np.nonzero(region)
     figures.occlusion_region = [int(xs.min()), int(ys.min()), int(np.ptp(xs)) + 1, int(np.ptp(ys)) + 1]
