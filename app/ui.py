@@ -51,6 +51,12 @@ CSS = """
 .model-report th, .model-report td { padding: 4px 6px !important; }
 .model-report th { word-break: keep-all !important; overflow-wrap: normal !important; }
 .model-report td { white-space: nowrap; }
+/* Six columns of figures do not fit 390 px: the table scrolls inside the page, not off it. */
+.model-report table {
+  display: block; width: fit-content; max-width: 100%; overflow-x: auto; border: none !important;
+}
+/* "What to do": the commands wrap, so every flag of them is read and copied, none cut off. */
+.model-report pre, .model-report pre code { white-space: pre-wrap !important; overflow-wrap: anywhere; }
 /* Each gallery's label (two lines on a phone) sits above its maps, not over the first one's
    corner, and its "Download all" button over its own strip, not over the last map's corner. */
 .emotion-maps label[data-testid="block-label"] { position: static !important; }
