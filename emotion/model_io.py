@@ -35,7 +35,11 @@ from emotion.runs import RunFolder
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".ckpt", ".pkl")  # never loaded: they can run code
-DEMO_MODEL_NAME = "demo-synthetic-v3"  # v3: trained to its last step; v2 could be cut by a 140 s clock
+# v4: the recipe trains in fp32 on every CPU; v3's model depended on the machine that built it.
+DEMO_MODEL_NAME = "demo-synthetic-v4"
+# The demo model as the project ships it, in the package like OpenCV's Haar cascade: a run
+# folder (model/, metrics, plots, the shortcut report) written by `python -m training.demo --ship`.
+SHIPPED_DEMO_DIR = Path(__file__).parent / "demo_model"
 _HUB_ID = re.compile(r"^(?:hf_hub:|hf-hub:)?([\w.\-]+/[\w.\-]+)(?:@([\w.\-/]+))?$")
 _LOCAL_DIR = "local-dir:"  # timm's prefix for a folder, accepted here too
 _LAYOUTS = (
@@ -59,22 +63,32 @@ def demo_model_dir() -> Path:
     return cache_dir() / DEMO_MODEL_NAME
 
 
+def shipped_demo_dir() -> Path:
+    """The run folder of the demo model shipped in the package."""
+    return SHIPPED_DEMO_DIR
+
+
 def load_model(
     source: str | Path | None = None, *, device: str = "cpu", precision: str = "auto"
 ) -> EmotionModel:
     """Load a model folder, a run folder (its `model/`) or a Hub repo (`user/name`,
     `user/name@rev`, `hf_hub:user/name`); `local-dir:PATH` names a folder as timm does.
 
-    `None` loads the synthetic demo model from the cache (build it with `python -m training.demo`
-    or by starting `python -m app`). Only safetensors weights are read.
+    `None` loads the synthetic demo model: the one built into the cache by `python -m
+    training.demo` if there is one, else the copy shipped in the package. Only safetensors
+    weights are read.
     """
     if source is None:
-        # The demo model's cache is a run folder (training.demo runs the training loop).
-        folder = RunFolder(demo_model_dir()).model_dir
-        if not (folder / WEIGHTS_NAME).is_file():
+        # Both are run folders (training.demo runs the training loop).
+        folder = next(
+            (RunFolder(run).model_dir for run in (demo_model_dir(), shipped_demo_dir())
+             if (RunFolder(run).model_dir / WEIGHTS_NAME).is_file()),
+            None,
+        )  # fmt: skip
+        if folder is None:
             raise ModelLoadError(
-                f"The demo model is not built yet (looked in {folder}). Run `python -m training.demo` "
-                "(about 4 minutes on 2 CPU cores) or start `python -m app`, which builds it."
+                f"No demo model: none built in {demo_model_dir()} and none shipped in "
+                f"{shipped_demo_dir()}. Run `python -m training.demo` (about 4 minutes on 2 CPU cores)."
             )
         label = f"demo model ({folder})"
     else:

@@ -61,6 +61,32 @@ def report_markdown(report: dict[str, Any]) -> str:
     )
 
 
+def model_report_markdown(report_folder: Path) -> str:
+    """The page's Model report words: how the model's recipe holds across seeds, when its run
+    recorded it, then the shortcut report."""
+    metrics = RunFolder(report_folder.parent).read_metrics()
+    return seeds_markdown(metrics) + report_markdown(read_report(report_folder))
+
+
+def seeds_markdown(metrics: dict[str, Any] | None) -> str:
+    """How the model's recipe holds across training seeds (`metrics.json`'s `recipe_seeds`,
+    written by `training.demo --ship` from `bench.seeds`), in one paragraph; "" without it."""
+    spread = (metrics or {}).get("recipe_seeds")
+    if not spread:
+        return ""
+    parts = [
+        f"{len(row['meet'])} of {len(row['of'])} in {precision}"
+        for precision, row in spread["precisions"].items()
+    ]
+    return (
+        f"**Across training seeds:** the maps of this model's recipe point at the emotion's features "
+        f"(pointing ≥ {spread['target']:.0%} for Grad-CAM and LIME on each of {spread['face_seeds']} sets "
+        f"of unseen faces, ≥ {spread['above_blob']:.0%} above a centred blob) for {', '.join(parts)} "
+        f"training seeds. This model is seed {spread['seed']} ({spread['precision']}), which "
+        f"{'meets' if spread['this_meets'] else 'does not meet'} it. Table: `{spread['table']}`.\n\n"
+    )
+
+
 def remedy_markdown(remedy: dict[str, Any] | None) -> str:
     """A flagged report's "What to do": its sentence, then its commands in one code block."""
     if not remedy:

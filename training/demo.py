@@ -1,28 +1,40 @@
 """The offline demo model: a run of the training loop with the `demo` preset.
 
-No labelled face data can be downloaded here, so `python -m app` with no model builds this one
-on first run (about 4 minutes on 2 CPU cores) and reuses it afterwards. It is honest about what
-it is: its config says it was trained on drawn faces, and the app says so on the page. The
-cache holds a whole run folder (metrics, plots, mean Grad-CAM, model/, and the shortcut report
-in report/), like any other run.
+No labelled face data can be downloaded here, so the project ships a model trained on drawn
+faces inside the package (`emotion/demo_model/`, as OpenCV ships its Haar cascade): `python -m
+app` with no model serves it at once. It is honest about what it is: its config says it was
+trained on drawn faces, and the app says so on the page. The folder is a whole run folder
+(metrics, plots, mean Grad-CAM, model/, and the shortcut report in report/), like any other run.
 
-    python -m training.demo [--force] [--out DIR]
+    python -m training.demo [--force] [--out DIR] [--seed N] [--ship]
+
+builds your own into the user cache (or --out), about 4 minutes on 2 CPU cores; a model built
+there is served instead of the shipped one. --ship then writes it, weights in half precision,
+as the package's copy: that is how the shipped model is made.
 """
 
 from __future__ import annotations
 
 import argparse
 import fcntl
+import json
 import logging
+import platform
+import shutil
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
 
 from emotion.cli import command
 from emotion.errors import EmotionLensError
 from emotion.files import write_folder_atomically
-from emotion.model import EmotionModel
-from emotion.model_io import demo_model_dir, load_model
-from emotion.runs import RunFolder
+from emotion.model import EmotionModel, resolve_precision
+from emotion.model_io import WEIGHTS_NAME, demo_model_dir, load_model, shipped_demo_dir
+from emotion.runs import PLOTS, RunFolder
 from training.report import ReportConfig, report_model
 from training.train import TrainConfig, Trainer, demo_preset
 
@@ -31,6 +43,16 @@ log = logging.getLogger(__name__)
 
 class DemoFolderError(EmotionLensError):
     """The demo model's folder cannot be created where it was asked for."""
+
+
+class ShipError(EmotionLensError):
+    """The demo model cannot be shipped as it is."""
+
+
+# Half-precision weights must keep the model's answers: every probability within this of the
+# full-precision model's, on faces it never saw.
+SHIP_TOLERANCE = 0.01
+SHIP_CHECK_SEED = 77  # faces for that check: not a training seed of the demo recipe
 
 
 def ensure_demo_model(
@@ -74,17 +96,123 @@ DEMO_REPORT = ReportConfig(max_faces=16, lime_faces=2)
 EXPECTED_BUILD_S = 250.0
 
 
-def cached_demo_model(folder: Path | None = None) -> EmotionModel | None:
-    """The cached demo model, loaded, or None when none usable is cached (nothing is built)."""
-    folder = Path(folder) if folder else demo_model_dir()
-    return _load_usable(folder) if folder.exists() else None
+def ready_demo_model(*, own: bool = False) -> EmotionModel | None:
+    """The demo model to serve, loaded: the one built into the cache if it is usable, else
+    (unless `own`) the shipped one; None when neither is (nothing is built)."""
+    folders = (demo_model_dir(),) if own else (demo_model_dir(), shipped_demo_dir())
+    for folder in folders:
+        if folder.exists() and (model := _load_usable(folder)) is not None:
+            return model
+    return None
+
+
+def demo_run_folder() -> Path:
+    """The run folder of the demo model `ready_demo_model` serves, built into the cache first
+    only when neither it nor the shipped one is usable."""
+    model = ready_demo_model()
+    return RunFolder.holding(model.folder).root if model is not None else ensure_demo_model()
 
 
 def _train_and_report(recipe: TrainConfig) -> None:
-    """Train, then write the shortcut report into the run's report/ (see training.report)."""
+    """Train, then write the shortcut report into the run's report/ (see training.report), and
+    what rebuilds the model into its metrics.json."""
     Trainer(recipe).fit()
     cfg = replace(DEMO_REPORT, seed=recipe.seed, val_fraction=recipe.val_fraction)
     report_model(recipe.out, recipe.data, cfg=cfg)
+    run = RunFolder(recipe.out)
+    run.metrics.write_text(json.dumps({**run.read_metrics(), "built_by": build_record(recipe)}, indent=2))
+
+
+def build_record(recipe: TrainConfig) -> dict[str, Any]:
+    """The command, seed, precision and library versions that built a demo model."""
+    import cv2
+    import timm
+
+    precision = resolve_precision(recipe.precision, torch.device("cpu"))
+    return {
+        "command": f"python -m training.demo --seed {recipe.seed} --precision {precision}",
+        "preset": "demo",
+        "seed": recipe.seed,
+        "precision": precision,
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "timm": timm.__version__,
+            "numpy": np.__version__,
+            "opencv": cv2.__version__,
+        },  # fmt: skip
+        "cpu": platform.processor() or platform.machine(),
+    }
+
+
+def ship(run_folder: Path, dest: Path | None = None, *, seeds_table: Path | None = None) -> dict[str, Any]:
+    """Write the run's demo model as the package's copy: model/ with half-precision weights,
+    config, metrics, plots and the shortcut report. Refused when half precision moves any
+    probability by more than SHIP_TOLERANCE on unseen faces. `seeds_table` (the JSON of
+    `python -m bench.seeds --out`) adds how the recipe holds across training seeds to the
+    metrics, for the model report. Returns what was checked."""
+    run, dest = RunFolder(run_folder), Path(dest) if dest else shipped_demo_dir()
+    built = (run.read_metrics() or {}).get("built_by", {})
+    spread = recipe_seeds(seeds_table, built) if seeds_table else None
+    full = load_model(run.model_dir, precision="fp32")
+
+    def fill(tmp: Path) -> dict[str, Any]:
+        out = RunFolder(tmp)
+        out.model_dir.mkdir()
+        shutil.copy2(run.model_dir / "config.json", out.model_dir / "config.json")
+        state = load_file(run.model_dir / WEIGHTS_NAME)
+        half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+        save_file(half, out.model_dir / WEIGHTS_NAME, metadata={"format": "pt"})
+        check = half_precision_check(full, load_model(out.model_dir, precision="fp32"))
+        if check["max_probability_change"] > SHIP_TOLERANCE:
+            raise ShipError(
+                f"Half-precision weights move a probability by {check['max_probability_change']:.3f} "
+                f"(more than {SHIP_TOLERANCE}) on unseen faces: ship this model in full precision "
+                "or train it again."
+            )
+        for name in (run.config.name, *PLOTS):
+            if (run.root / name).is_file():
+                shutil.copy2(run.root / name, tmp / name)
+        if run.report_dir.is_dir():
+            shutil.copytree(run.report_dir, out.report_dir)
+        metrics = {**(run.read_metrics() or {}), "shipped": check}
+        if spread:
+            metrics["recipe_seeds"] = spread
+        out.metrics.write_text(json.dumps(metrics, indent=2) + "\n")
+        readable_by_all(tmp)  # package data: whoever installs it reads it, not only its builder
+        return check
+
+    return write_folder_atomically(dest, fill)
+
+
+def readable_by_all(folder: Path) -> None:
+    folder.chmod(0o755)
+    for path in folder.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def recipe_seeds(table: Path, built: dict[str, Any]) -> dict[str, Any]:
+    """The summary of a `bench.seeds` JSON, with where this model (its seed and precision) stands."""
+    summary = json.loads(Path(table).read_text())
+    seed, precision = built.get("seed"), built.get("precision")
+    meets = seed in summary["precisions"].get(precision, {}).get("meet", [])
+    keep = ("precisions", "target", "above_blob", "accuracy_target", "face_seeds", "per_class", "table")
+    return {**{k: summary[k] for k in keep}, "seed": seed, "precision": precision, "this_meets": meets}
+
+
+def half_precision_check(full: EmotionModel, half: EmotionModel, per_class: int = 20) -> dict[str, Any]:
+    """How far the half-precision weights move the model's answers on unseen drawn faces."""
+    from training.synthetic import make_dataset
+
+    faces = make_dataset(per_class, seed=SHIP_CHECK_SEED, with_masks=False, workers=1).images
+    a, b = full.predict(faces), half.predict(faces)
+    return {
+        "weights": "float16",
+        "max_probability_change": round(float(np.abs(a - b).max()), 5),
+        "same_prediction": float((a.argmax(1) == b.argmax(1)).mean()),
+        "faces": len(faces),
+        "face_seed": SHIP_CHECK_SEED,
+    }
 
 
 def _usable(folder: Path) -> bool:
@@ -96,7 +224,7 @@ def _load_usable(folder: Path) -> EmotionModel | None:
         return load_model(folder)
     except EmotionLensError as err:
         if folder.exists():
-            log.warning("The cached demo model in %s cannot be used (%s); rebuilding it.", folder, err)
+            log.warning("The demo model in %s cannot be used (%s).", folder, err)
         return None
 
 
@@ -109,14 +237,39 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=None, help="run folder (default: the user cache)")
     parser.add_argument("--force", action="store_true", help="retrain even if a usable model exists")
+    parser.add_argument("--seed", type=int, default=None, help="training seed (default: the preset's)")
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default=None,
+        help="training precision (default: the preset's)",
+    )
+    parser.add_argument(
+        "--ship",
+        action="store_true",
+        help=f"then write it as the package's shipped copy ({shipped_demo_dir()})",
+    )
+    parser.add_argument(
+        "--seeds-table", type=Path, default=None,
+        help="with --ship: the JSON of `python -m bench.seeds --out` (how the recipe holds across seeds)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    run = RunFolder(ensure_demo_model(args.out, force=args.force))
+    recipe = demo_preset()
+    recipe = replace(recipe, seed=recipe.seed if args.seed is None else args.seed)
+    recipe = replace(recipe, precision=args.precision or recipe.precision)
+    run = RunFolder(ensure_demo_model(args.out, force=args.force, config=recipe))
     metrics = run.read_metrics() or {}
     print(
         f"Demo model in {run.model_dir}: validation accuracy {metrics.get('accuracy', float('nan')):.1%} "
         f"(trained for {metrics.get('train_seconds', float('nan')):.0f} s)"
     )
+    if args.ship:
+        check = ship(run.root, seeds_table=args.seeds_table)
+        print(
+            f"Shipped to {shipped_demo_dir()}: half-precision weights move probabilities by at most "
+            f"{check['max_probability_change']:.4f} on {check['faces']} unseen faces."
+        )
     return 0
 
 
