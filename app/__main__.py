@@ -3,9 +3,10 @@
 The page's method picker offers every registered explanation method; --methods says which are
 ticked when it opens.
 
-With no model (no --model and no EMOTION_MODEL), the synthetic demo model is built on first run
-(about 4 minutes on 2 CPU cores) and reused after; the page says plainly that it is one. The page
-answers at once meanwhile, with the time left, and explains once the model is ready.
+With no model (no --model and no EMOTION_MODEL), the synthetic demo model is served: the one
+shipped in the package, or one built on this machine with `python -m training.demo`; the page
+says plainly that it is one. With --own-demo and none built yet, it is built first (about 4
+minutes on 2 CPU cores): the page answers at once meanwhile, with the time left.
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    parser.add_argument(
+        "--own-demo",
+        action="store_true",
+        help="serve the demo model built on this machine (python -m training.demo), building it first "
+        "if there is none, instead of the shipped one",
+    )
     parser.add_argument("--lime-samples", type=int, default=None, help="LIME perturbations per face")
     parser.add_argument(
         "--methods",
@@ -52,12 +59,12 @@ def _warmed_up(model, lime):
     return model
 
 
-def _demo_model(lime):
-    """The synthetic demo model: loaded now if it is cached, else built in the background while
-    the page already answers (a first build takes about 4 minutes)."""
+def _demo_model(lime, *, own: bool = False):
+    """The synthetic demo model: loaded now if one is built or shipped, else built in the
+    background while the page already answers (a first build takes about 4 minutes)."""
     from emotion import load_model
     from emotion.pending import PendingModel
-    from training.demo import EXPECTED_BUILD_S, cached_demo_model, ensure_demo_model
+    from training.demo import EXPECTED_BUILD_S, ensure_demo_model, ready_demo_model
 
     def serving(model):
         log.warning(
@@ -67,12 +74,13 @@ def _demo_model(lime):
         )
         return _warmed_up(model, lime)
 
-    cached = cached_demo_model()  # loaded once: it is the model served
-    if cached is not None:
-        return PendingModel.ready_now(serving(cached))
+    ready = ready_demo_model(own=own)  # loaded once: it is the model served
+    if ready is not None:
+        return PendingModel.ready_now(serving(ready))
     log.warning(
-        "No model configured and no demo model cached: the page is served now, and the synthetic "
-        "demo model is built in the background (about %.0f s on 2 CPU cores).",
+        "No model configured and no demo model built here%s: the page is served now, and the "
+        "synthetic demo model is built in the background (about %.0f s on 2 CPU cores).",
+        "" if own else " or shipped",
         EXPECTED_BUILD_S,
     )
     return PendingModel(
@@ -108,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.model is not None:
         served = PendingModel.ready_now(_warmed_up(load_model(args.model), lime))
     else:
-        served = _demo_model(lime)
+        served = _demo_model(lime, own=args.own_demo)
     demo = build_demo(served, methods=methods, choices=method_names(), lime=lime)
     # No allowed_paths: the page serves only its own files and Gradio's cache.
     demo.queue(max_size=QUEUE_MAX).launch(

@@ -19,8 +19,7 @@ from emotion.explainers.render import colour_scale_html, overlays
 from emotion.faces import detect_faces, draw_boxes, load_image
 from emotion.pending import ModelNotReadyError, PendingModel
 from emotion.report import FaceResult, Report
-from emotion.runs import read_report
-from emotion.shortcut import no_report_text, pictures_html, report_folder_of, report_markdown
+from emotion.shortcut import model_report_markdown, no_report_text, pictures_html, report_folder_of
 from emotion.timeline import VideoLimits, analyze_video, timeline_csv, timeline_image
 from emotion.timing import Deadline
 
@@ -324,7 +323,7 @@ def model_report(served: PendingModel) -> tuple[str, str]:
     folder = report_folder_of(served.get())
     if folder is None:
         return no_report_text(), ""
-    return report_markdown(read_report(folder)), pictures_html(folder)
+    return model_report_markdown(folder), pictures_html(folder)
 
 
 def timings_text(timings: dict[str, float], source: str) -> str:

@@ -21,11 +21,11 @@ def emit(text: str, result: dict, json_path: Path | None) -> None:
 
 
 def load_bench_model(source: str | None, device: str, precision: str) -> EmotionModel:
-    """The model at `source`, or the demo model (built first if missing) when it is None."""
+    """The model at `source`, or the demo model the app serves when it is None."""
     if source is None:
-        from training.demo import ensure_demo_model
+        from training.demo import demo_run_folder
 
-        source = str(ensure_demo_model())
+        source = str(demo_run_folder())
     return load_model(source, device=device, precision=precision)
 
 

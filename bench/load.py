@@ -113,12 +113,20 @@ def _free_port() -> int:
 
 
 def start_server(
-    model: str, log: Path, deadline: Deadline, extra: list[str] | None = None
+    model: str | None,
+    log: Path,
+    deadline: Deadline,
+    extra: list[str] | None = None,
+    env: dict[str, str] | None = None,
 ) -> tuple[subprocess.Popen, str]:
-    """`python -m app --model MODEL --port P` on loopback; (process, url) once the port answers."""
+    """`python -m app --model MODEL --port P` on loopback (no --model and no EMOTION_MODEL when
+    `model` is None: the demo model); (process, url) once the port answers."""
     port = _free_port()
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
-    args = [sys.executable, "-m", "app", "--model", model, "--host", "127.0.0.1", "--port", str(port)]
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})}
+    chosen = ["--model", model] if model else []
+    if not model:
+        env.pop("EMOTION_MODEL", None)
+    args = [sys.executable, "-m", "app", *chosen, "--host", "127.0.0.1", "--port", str(port)]
     with open(log, "ab") as stream:
         proc = subprocess.Popen(
             [*args, *(extra or [])], cwd=ROOT, env=env, stdout=stream, stderr=subprocess.STDOUT

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from emotion.cli import command
 from emotion.files import write_folder_atomically
+from emotion.model_io import SHIPPED_DEMO_DIR
 from hub.errors import check_token, hub_http_errors
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,8 @@ def space_readme(cfg: SpaceConfig) -> str:
 def prepare_folder(cfg: SpaceConfig, out: Path) -> tuple[str, ...]:
     """Write the Space repo's content to `out`."""
     out.mkdir(parents=True, exist_ok=True)
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
+    # The Space serves cfg.model: the shipped demo model would be 10 MB uploaded for nothing.
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".*", SHIPPED_DEMO_DIR.name)
     for package in PACKAGES:
         shutil.copytree(ROOT / package, out / package, ignore=ignore)
     (out / ENTRY_FILE).write_text(ENTRY_TEMPLATE.format(model=cfg.model, entry=ENTRY_FILE))
