@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -43,14 +42,11 @@ def untrained_model(untrained_folder) -> EmotionModel:
 
 @pytest.fixture(scope="session")
 def demo_folder(tmp_path_factory) -> Path:
-    """The demo preset trained once per session (a run folder), for meaning checks."""
+    """The demo preset trained once per session (a run folder): the recipe the shipped demo model
+    was built with, rebuilt here, for meaning checks."""
     from training.demo import ensure_demo_model
-    from training.train import demo_preset
 
-    # Bounded by steps instead of the clock: what the model learns must not depend on how busy
-    # the machine is (the demo preset only caps the clock, for machines far slower than 2 cores).
-    steps_bound = replace(demo_preset(), time_budget_s=None)
-    return ensure_demo_model(tmp_path_factory.mktemp("cache") / "demo", config=steps_bound)
+    return ensure_demo_model(tmp_path_factory.mktemp("cache") / "demo")
 
 
 @pytest.fixture(scope="session")

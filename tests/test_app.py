@@ -14,7 +14,7 @@ from PIL import Image
 
 from emotion import EMOTIONS
 from emotion.explainers.registry import default_methods, method_names, title_of
-from emotion.model_io import DEMO_MODEL_NAME
+from emotion.model_io import DEMO_MODEL_NAME, SHIPPED_DEMO_DIR
 
 from .conftest import ROOT, method_galleries, running, served_untrained_app, write_clip
 
@@ -175,16 +175,32 @@ def test_model_report_tab_shows_the_served_runs_report(reported_run, tmp_path):
         assert np.asarray(Image.open(io.BytesIO(base64.b64decode(data)))).shape[0] > 100
 
 
-def test_first_start_serves_the_page_while_the_demo_model_is_built(astronaut, tmp_path):
-    """An empty cache: the port answers before the build is done, and a request made meanwhile
-    gets "being prepared, about N s left" (the first-start time itself is measured, not asserted:
-    see the README)."""
+def test_first_start_on_an_empty_cache_explains_with_the_shipped_model_and_trains_nothing(tmp_path):
+    """The newcomer's path: no model configured, nothing in the cache. The shipped demo model
+    answers the first photo (its time to the first explanation is measured by bench.load, not
+    asserted here), its report is on the Model report tab, and nothing is trained."""
+    env = {"EMOTION_LENS_CACHE": str(tmp_path / "cache"), "EMOTION_MODEL": ""}
+    log = tmp_path / "app.log"
+    with running(["-m", "app"], log, env=env, timeout=60) as url:
+        client = Client(url, verbose=False)
+        probs, _, _ = _check_outputs(
+            client.predict(handle_file(str(ROOT / "app/examples/astronaut.jpg")), api_name="/explain")
+        )
+        text, _ = client.predict(api_name="/model_report")
+    assert "Flagged:" in text, "the shipped model's shortcut report is on the Model report tab"
+    assert str(SHIPPED_DEMO_DIR) in log.read_text() and "DEMO model" in log.read_text()
+    assert "Training" not in log.read_text() and not (tmp_path / "cache" / DEMO_MODEL_NAME).exists()
+
+
+def test_own_demo_serves_the_page_while_the_demo_model_is_built(astronaut, tmp_path):
+    """--own-demo on an empty cache: the port answers before the build is done, and a request
+    made meanwhile gets "being prepared, about N s left"."""
     from gradio_client.exceptions import AppError
 
     photo = tmp_path / "astronaut.png"
     Image.fromarray(astronaut).save(photo)
     env = {"EMOTION_LENS_CACHE": str(tmp_path / "cache"), "EMOTION_MODEL": ""}
-    with running(["-m", "app"], tmp_path / "app.log", env=env, timeout=60) as url:
+    with running(["-m", "app", "--own-demo"], tmp_path / "app.log", env=env, timeout=60) as url:
         client = Client(url, verbose=False)
         with pytest.raises(AppError, match=r"being prepared: \d+ s done, about \d+ s left"):
             client.predict(handle_file(str(photo)), api_name="/explain")

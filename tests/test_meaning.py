@@ -7,17 +7,22 @@ so "where it looked" can be checked against ground truth.
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
+import torch
 from scipy.stats import wilcoxon
 
 from emotion import EMOTIONS
 from emotion.explainers.gradcam import GRADCAM
 from emotion.explainers.groundtruth import centred_blob, pointing_score, region_share
 from emotion.explainers.lime import LIME, LimeConfig, segment_face
+from emotion.model_io import SHIPPED_DEMO_DIR, load_model
 from emotion.runs import MEAN_GRADCAM, RunFolder
 from training.demo import ensure_demo_model
 from training.synthetic import make_dataset
+from training.train import demo_preset
 
 pytestmark = pytest.mark.slow
 
@@ -248,3 +253,89 @@ def test_lime_mass_follows_this_face_and_another_faces_map_does_not(demo_model, 
     seen = {"own": own.mean(), "shuffled": shuffled.mean(), "p": p, "p_control": p_control}
     assert p < 0.05, seen
     assert not (p_control < 0.05), seen
+
+
+# --- the shipped demo model is the preset's ----------------------------------------------------
+@pytest.fixture(scope="module")
+def retrained_and_shipped(demo_folder):
+    """The preset retrained here (`demo_folder`) and the shipped model, both explaining in fp32,
+    scored by bench.truth's pointing game on the same unseen faces."""
+    from bench.truth import pointing
+
+    models = {
+        "retrained": load_model(demo_folder, precision="fp32"),
+        "shipped": load_model(SHIPPED_DEMO_DIR, precision="fp32"),
+    }
+    faces = make_dataset(12, seed=41, workers=1)
+    many = make_dataset(100, seed=42, with_masks=False, workers=1)
+    scores = {}
+    for name, model in models.items():
+        table, _, _ = pointing(model, faces, ("gradcam", "lime"))
+        scores[name] = {
+            "accuracy": float((model.predict(many.images).argmax(1) == many.labels).mean()),
+            "val_accuracy": RunFolder.holding(model.folder).read_metrics()["accuracy"],
+            **{method: table[method]["all"]["pointing"] for method in ("gradcam", "lime", "blob")},
+        }
+    return scores
+
+
+def test_the_shipped_demo_model_is_what_the_preset_trains(retrained_and_shipped):
+    """Accuracy within 1 point (on 500 unseen faces and on the validation split), Grad-CAM and
+    LIME pointing within 5 points: the shipped model is the recipe's, not a lucky draw."""
+    retrained, shipped = retrained_and_shipped["retrained"], retrained_and_shipped["shipped"]
+    assert abs(retrained["accuracy"] - shipped["accuracy"]) <= 0.01, retrained_and_shipped
+    assert abs(retrained["val_accuracy"] - shipped["val_accuracy"]) <= 0.01, retrained_and_shipped
+    for method in ("gradcam", "lime"):
+        assert abs(retrained[method] - shipped[method]) <= 0.05, (method, retrained_and_shipped)
+        # the control, scored the same way, is far below: the agreement is not two blobs agreeing
+        assert shipped[method] - shipped["blob"] >= 0.25, (method, retrained_and_shipped)
+
+
+def test_ship_halves_the_weights_and_keeps_the_models_answers(demo_folder, tmp_path):
+    """training.demo --ship on the retrained preset: float16 weights, half the bytes, every
+    probability within SHIP_TOLERANCE of the fp32 model's on unseen faces, and metrics.json
+    saying how it was built and checked."""
+    from safetensors import safe_open
+
+    from training.demo import SHIP_TOLERANCE, ship
+
+    check = ship(demo_folder, tmp_path / "shipped")
+    full, half = RunFolder(demo_folder), RunFolder(tmp_path / "shipped")
+    half_weights, full_weights = half.model_dir / "model.safetensors", full.model_dir / "model.safetensors"
+    with safe_open(half_weights, "pt") as f:
+        dtypes = {f.get_tensor(k).dtype for k in f.keys()}  # noqa: SIM118  (safe_open is no dict)
+    assert torch.float16 in dtypes and torch.float32 not in dtypes
+    ratio = half_weights.stat().st_size / full_weights.stat().st_size
+    assert 0.49 < ratio < 0.52
+    faces = make_dataset(20, seed=43, with_masks=False, workers=1).images
+    a = load_model(demo_folder, precision="fp32").predict(faces)
+    b = load_model(half.root, precision="fp32").predict(faces)
+    assert np.abs(a - b).max() <= SHIP_TOLERANCE and check["max_probability_change"] <= SHIP_TOLERANCE
+    metrics = half.read_metrics()
+    assert metrics["shipped"] == check and metrics["built_by"]["seed"] == demo_preset().seed
+    assert half.read_report()["flagged"] == full.read_report()["flagged"] and half.plots()
+
+
+def test_ship_refuses_weights_that_half_precision_would_change(demo_folder, tmp_path):
+    """The control: a copy of the model whose head is scaled past float16's range must not ship."""
+    from safetensors.torch import load_file, save_file
+
+    from training.demo import ShipError, ship
+
+    broken = tmp_path / "broken"
+    shutil.copytree(demo_folder, broken, ignore=shutil.ignore_patterns("checkpoints", "tensorboard"))
+    weights = RunFolder(broken).model_dir / "model.safetensors"
+    state = load_file(weights)
+    state["fc.weight"] = state["fc.weight"] * 1e5  # beyond float16's 65504: inf after halving
+    save_file(state, weights)
+    with pytest.raises(ShipError, match="full precision"):
+        ship(broken, tmp_path / "shipped")
+    assert not (tmp_path / "shipped").exists()
+
+
+def test_the_shipped_copy_records_its_build_and_its_check():
+    metrics = RunFolder(SHIPPED_DEMO_DIR).read_metrics()
+    assert metrics["shipped"]["max_probability_change"] <= 0.01
+    assert metrics["built_by"]["command"].startswith("python -m training.demo --seed")
+    assert metrics["built_by"]["precision"] == demo_preset().precision
+    assert metrics["built_by"]["seed"] == demo_preset().seed

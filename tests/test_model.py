@@ -318,8 +318,40 @@ def test_a_config_naming_an_unsupported_architecture_is_a_load_error(untrained_f
         load_model(folder)
 
 
-def test_missing_demo_model_says_how_to_build_it(tmp_path, monkeypatch):
+def test_no_model_loads_the_shipped_demo_model_when_none_is_built(tmp_path, monkeypatch):
+    from emotion.model_io import SHIPPED_DEMO_DIR
+
     monkeypatch.setenv("EMOTION_LENS_CACHE", str(tmp_path))
+    model = load_model(None, precision="fp32")
+    assert model.is_demo and SHIPPED_DEMO_DIR in model.folder.parents
+    assert not any(tmp_path.iterdir()), "loading the shipped model writes nothing to the cache"
+
+
+def test_a_demo_model_built_here_is_served_before_the_shipped_one(untrained_folder, tmp_path, monkeypatch):
+    from emotion.model_io import DEMO_MODEL_NAME
+    from training.demo import ready_demo_model
+
+    monkeypatch.setenv("EMOTION_LENS_CACHE", str(tmp_path))
+    own = tmp_path / DEMO_MODEL_NAME
+    shutil.copytree(untrained_folder, own / "model")
+    (own / "metrics.json").write_text("{}")
+    assert load_model(None).folder == own / "model"
+    assert ready_demo_model().folder == own / "model" == ready_demo_model(own=True).folder
+
+
+def test_own_demo_without_one_built_here_serves_nothing_yet(tmp_path, monkeypatch):
+    from training.demo import ready_demo_model
+
+    monkeypatch.setenv("EMOTION_LENS_CACHE", str(tmp_path))
+    assert ready_demo_model(own=True) is None
+    assert ready_demo_model() is not None  # the shipped one
+
+
+def test_missing_demo_model_says_how_to_build_it(tmp_path, monkeypatch):
+    import emotion.model_io
+
+    monkeypatch.setenv("EMOTION_LENS_CACHE", str(tmp_path))
+    monkeypatch.setattr(emotion.model_io, "SHIPPED_DEMO_DIR", tmp_path / "not-shipped")
     with pytest.raises(ModelLoadError, match="python -m training.demo"):
         load_model(None)
 

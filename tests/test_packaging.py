@@ -37,11 +37,15 @@ PROBE = """
 import json
 from importlib import metadata
 import app.ui, emotion, hub.card
+from emotion.model_io import SHIPPED_DEMO_DIR
 eps = [ep for ep in metadata.distribution("emotion-lens").entry_points if ep.group == "console_scripts"]
 print(json.dumps({
     "emotion": emotion.__file__,
     "template": str(hub.card.TEMPLATE), "template_exists": hub.card.TEMPLATE.is_file(),
     "examples": sorted(p.name for p in app.ui.EXAMPLES_DIR.iterdir()),
+    "shipped": sorted(str(p.relative_to(SHIPPED_DEMO_DIR)) for p in SHIPPED_DEMO_DIR.rglob("*")
+                      if p.is_file()),
+    "shipped_dir": str(SHIPPED_DEMO_DIR),
     "scripts": {ep.name: ep.value for ep in eps},
     "loaded": {ep.name: callable(ep.load()) for ep in eps},
 }))
@@ -124,6 +128,12 @@ def test_pip_install_gives_console_scripts_that_work_outside_the_repo(tmp_path, 
     assert site.is_relative_to(venv.resolve()), f"imported {probe['emotion']}, not the installed copy"
     assert Path(probe["template"]).resolve().is_relative_to(site) and probe["template_exists"]
     assert {"astronaut.jpg", "synthetic_sad.png"} <= set(probe["examples"])
+    # The demo model ships inside the wheel, report and all, and the wheel stays small.
+    assert Path(probe["shipped_dir"]).resolve().is_relative_to(site)
+    assert {"model/config.json", "model/model.safetensors", "metrics.json", "report/report.json"} <= set(
+        probe["shipped"]
+    )
+    assert wheel.stat().st_size <= 14 * 2**20, f"the wheel is {wheel.stat().st_size / 2**20:.1f} MiB"
     assert probe["scripts"] == SCRIPTS
     assert all(probe["loaded"].values()), probe["loaded"]
     assert all((bin_dir / name).is_file() for name in SCRIPTS)
@@ -142,3 +152,14 @@ def test_pip_install_gives_console_scripts_that_work_outside_the_repo(tmp_path, 
     assert len(report["faces"]) == 1, "the astronaut's face is found by the installed cascade"
     assert sum(report["faces"][0]["probs"].values()) == pytest.approx(1.0, abs=1e-4)
     assert report["faces"][0]["methods"] == ["gradcam"]
+
+    # No --model and an empty cache: the installed copy's shipped demo model explains, untrained.
+    shipped = run(
+        [str(bin_dir / "emotion-lens"), "explain", str(photo), "--methods", "gradcam", "--json"],
+        elsewhere,
+        env,
+    )
+    answer = json.loads(shipped.stdout)
+    assert answer["is_demo_model"] and answer["faces"][0]["methods"] == ["gradcam"]
+    assert Path(probe["shipped_dir"]) in Path(answer["model"].split("(")[-1].rstrip(")")).parents
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
