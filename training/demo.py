@@ -141,8 +141,26 @@ def build_record(recipe: TrainConfig) -> dict[str, Any]:
             "numpy": np.__version__,
             "opencv": cv2.__version__,
         },  # fmt: skip
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
     }
+
+
+def cpu_model() -> str:
+    """The CPU's model name, with "(AMX)" where it has AMX: the same recipe and seed train a
+    different model on another kind of CPU (its kernels sum in another order), so a build is
+    known by its CPU."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    name = next((line.split(":", 1)[1] for line in info.splitlines() if line.startswith("model name")), "")
+    name = " ".join(name.replace("(R)", "").replace("(TM)", "").split()) or platform.machine()
+    return f"{name} (AMX)" if "amx_bf16" in info else name
+
+
+def build_kind(precision: str, cpu: str) -> str:
+    """How `bench.seeds` groups builds: by precision and the CPU they were trained on."""
+    return f"{precision} on {cpu}"
 
 
 def ship(run_folder: Path, dest: Path | None = None, *, seeds_table: Path | None = None) -> dict[str, Any]:
@@ -195,9 +213,10 @@ def recipe_seeds(table: Path, built: dict[str, Any]) -> dict[str, Any]:
     """The summary of a `bench.seeds` JSON, with where this model (its seed and precision) stands."""
     summary = json.loads(Path(table).read_text())
     seed, precision = built.get("seed"), built.get("precision")
-    meets = seed in summary["precisions"].get(precision, {}).get("meet", [])
+    kind = build_kind(precision, built.get("cpu", ""))
+    meets = seed in summary["precisions"].get(kind, {}).get("meet", [])
     keep = ("precisions", "target", "above_blob", "accuracy_target", "face_seeds", "per_class", "table")
-    return {**{k: summary[k] for k in keep}, "seed": seed, "precision": precision, "this_meets": meets}
+    return {**{k: summary[k] for k in keep}, "seed": seed, "precision": kind, "this_meets": meets}
 
 
 def half_precision_check(full: EmotionModel, half: EmotionModel, per_class: int = 20) -> dict[str, Any]:
