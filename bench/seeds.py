@@ -99,7 +99,7 @@ def measure(
     workdir: Path, seeds: list[int], precisions: list[str], face_seeds: list[int], per_class: int
 ) -> list[dict[str, Any]]:
     """One row per (training seed, precision, face seed) built on this CPU; rows already in the
-    workdir, this CPU's or another's, are kept."""
+    workdir are kept (another CPU's whatever they are: they cannot be measured again here)."""
     rows_path = workdir / "seed-rows.jsonl"
     rows = [json.loads(line) for line in rows_path.read_text().splitlines()] if rows_path.exists() else []
     here = cpu_model()
@@ -125,7 +125,9 @@ def measure(
                     f.write(json.dumps(row) + "\n")
                 rows.append(row)
     wanted_rows = {(s, p, f) for s in seeds for p in precisions for f in face_seeds}
-    rows = [r for r in rows if (r["seed"], r["precision"], r["face_seed"]) in wanted_rows]
+    rows = [
+        r for r in rows if r["built_on"] != here or (r["seed"], r["precision"], r["face_seed"]) in wanted_rows
+    ]
     for row in rows:  # rows measured before the accuracy on ACCURACY_PER_CLASS faces was added
         if "accuracy_large" not in row and row["built_on"] == here:
             model = load_model(str(workdir / f"demo-seed{row['seed']}-{row['precision']}"), precision="fp32")

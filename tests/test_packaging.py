@@ -133,7 +133,8 @@ def test_pip_install_gives_console_scripts_that_work_outside_the_repo(tmp_path, 
     assert {"model/config.json", "model/model.safetensors", "metrics.json", "report/report.json"} <= set(
         probe["shipped"]
     )
-    assert wheel.stat().st_size <= 14 * 2**20, f"the wheel is {wheel.stat().st_size / 2**20:.1f} MiB"
+    # The model may add at most 12 MB to a wheel of about 0.5 MB without it.
+    assert wheel.stat().st_size <= 12.5e6, f"the wheel is {wheel.stat().st_size / 1e6:.1f} MB"
     assert probe["scripts"] == SCRIPTS
     assert all(probe["loaded"].values()), probe["loaded"]
     assert all((bin_dir / name).is_file() for name in SCRIPTS)
