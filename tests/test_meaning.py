@@ -326,7 +326,8 @@ def test_ship_refuses_weights_that_half_precision_would_change(demo_folder, tmp_
     shutil.copytree(demo_folder, broken, ignore=shutil.ignore_patterns("checkpoints", "tensorboard"))
     weights = RunFolder(broken).model_dir / "model.safetensors"
     state = load_file(weights)
-    state["fc.weight"] = state["fc.weight"] * 1e5  # beyond float16's 65504: inf after halving
+    fc = state["fc.weight"]
+    state["fc.weight"] = fc * (1e6 / fc.abs().max())  # most beyond float16's 65504: inf after halving
     save_file(state, weights)
     with pytest.raises(ShipError, match="full precision"):
         ship(broken, tmp_path / "shipped")

@@ -97,7 +97,9 @@ def test_evaluate_and_push_read_the_run_folder_train_wrote(run_dir, tmp_path):
 
 def test_demo_preset_and_flags_merge():
     cfg = load_config(None, {"epochs": 2}, preset="demo")
-    assert cfg.demo and cfg.data == "synthetic:1000" and cfg.time_budget_s and cfg.epochs == 2
+    assert cfg.demo and cfg.data == "synthetic:1000" and cfg.epochs == 2
+    # the same model on any CPU's precision and however busy it is: fp32, and no clock
+    assert cfg.precision == "fp32" and cfg.time_budget_s is None
     with pytest.raises(TrainConfigError, match="Unknown preset"):
         load_config(None, {"data": "synthetic:5"}, preset="nope")
 
