@@ -17,6 +17,7 @@ from emotion.explainers.figures import DELETION_AUC, INSERTION_AUC, faithfulness
 from emotion.explainers.registry import Explainer, check_configs, resolve_methods, title_of
 from emotion.explainers.render import colour_scale_html, overlays
 from emotion.faces import detect_faces, draw_boxes, load_image
+from emotion.model_io import is_shipped_demo
 from emotion.pending import ModelNotReadyError, PendingModel
 from emotion.report import FaceResult, Report
 from emotion.shortcut import model_report_markdown, no_report_text, pictures_html, report_folder_of
@@ -109,8 +110,13 @@ FIGURES_LEGEND = (
 def model_banner(model: EmotionModel) -> str:
     """What the page says about the model; the demo model is named for what it is."""
     if model.is_demo:
+        origin = (
+            "It ships with Emotion Lens"
+            if is_shipped_demo(model.folder)
+            else "It was built on this machine (`python -m training.demo`)"
+        )
         return (
-            "⚠️ **Demo model, trained on synthetic drawn faces.** It was built on this machine "
+            f"⚠️ **Demo model, trained on synthetic drawn faces.** {origin} and is served "
             "because no model was configured. It reads cartoon-like faces well and **will not read "
             "real photos well**: its probabilities on a real face are not meaningful. To use a real "
             "model, start the app with `python -m app --model PATH_OR_HUB_ID` (a model folder or a "

@@ -68,6 +68,11 @@ def shipped_demo_dir() -> Path:
     return SHIPPED_DEMO_DIR
 
 
+def is_shipped_demo(folder: str | Path) -> bool:
+    """Whether a model folder is (inside) the shipped demo model's run folder."""
+    return SHIPPED_DEMO_DIR.resolve() in Path(folder).resolve().parents
+
+
 def load_model(
     source: str | Path | None = None, *, device: str = "cpu", precision: str = "auto"
 ) -> EmotionModel:

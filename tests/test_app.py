@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -190,6 +191,21 @@ def test_first_start_on_an_empty_cache_explains_with_the_shipped_model_and_train
     assert "Flagged:" in text, "the shipped model's shortcut report is on the Model report tab"
     assert str(SHIPPED_DEMO_DIR) in log.read_text() and "DEMO model" in log.read_text()
     assert "Training" not in log.read_text() and not (tmp_path / "cache" / DEMO_MODEL_NAME).exists()
+
+
+def test_the_banner_says_where_the_demo_model_comes_from(tmp_path, monkeypatch):
+    from app.ui import model_banner
+    from emotion import load_model
+
+    monkeypatch.setenv("EMOTION_LENS_CACHE", str(tmp_path))
+    shipped = model_banner(load_model(None))
+    assert "ships with Emotion Lens" in shipped and "built on this machine" not in shipped
+    # a demo model built here: the shipped one's files, in the cache
+    shutil.copytree(SHIPPED_DEMO_DIR / "model", tmp_path / DEMO_MODEL_NAME / "model")
+    (tmp_path / DEMO_MODEL_NAME / "metrics.json").write_text("{}")
+    built = model_banner(load_model(None))
+    assert "built on this machine" in built and "ships with" not in built
+    assert "will not read real photos well" in shipped and "will not read real photos well" in built
 
 
 def test_own_demo_serves_the_page_while_the_demo_model_is_built(astronaut, tmp_path):

@@ -319,16 +319,16 @@ def test_a_config_naming_an_unsupported_architecture_is_a_load_error(untrained_f
 
 
 def test_no_model_loads_the_shipped_demo_model_when_none_is_built(tmp_path, monkeypatch):
-    from emotion.model_io import SHIPPED_DEMO_DIR
+    from emotion.model_io import SHIPPED_DEMO_DIR, is_shipped_demo
 
     monkeypatch.setenv("EMOTION_LENS_CACHE", str(tmp_path))
     model = load_model(None, precision="fp32")
-    assert model.is_demo and SHIPPED_DEMO_DIR in model.folder.parents
+    assert model.is_demo and SHIPPED_DEMO_DIR in model.folder.parents and is_shipped_demo(model.folder)
     assert not any(tmp_path.iterdir()), "loading the shipped model writes nothing to the cache"
 
 
 def test_a_demo_model_built_here_is_served_before_the_shipped_one(untrained_folder, tmp_path, monkeypatch):
-    from emotion.model_io import DEMO_MODEL_NAME
+    from emotion.model_io import DEMO_MODEL_NAME, is_shipped_demo
     from training.demo import ready_demo_model
 
     monkeypatch.setenv("EMOTION_LENS_CACHE", str(tmp_path))
@@ -336,6 +336,7 @@ def test_a_demo_model_built_here_is_served_before_the_shipped_one(untrained_fold
     shutil.copytree(untrained_folder, own / "model")
     (own / "metrics.json").write_text("{}")
     assert load_model(None).folder == own / "model"
+    assert not is_shipped_demo(own / "model")
     assert ready_demo_model().folder == own / "model" == ready_demo_model(own=True).folder
 
 
