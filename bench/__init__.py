@@ -7,8 +7,6 @@ from pathlib import Path
 
 import torch
 
-from emotion.model import EmotionModel
-from emotion.model_io import load_model
 from emotion.timing import sync_device  # noqa: F401  the benchmarks' one GPU wait
 
 
@@ -18,15 +16,6 @@ def emit(text: str, result: dict, json_path: Path | None) -> None:
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(result, indent=2) + "\n")
-
-
-def load_bench_model(source: str | None, device: str, precision: str) -> EmotionModel:
-    """The model at `source`, or the demo model the app serves when it is None."""
-    if source is None:
-        from training.demo import demo_run_folder
-
-        source = str(demo_run_folder())
-    return load_model(source, device=device, precision=precision)
 
 
 def describe_device(device: torch.device) -> str:

@@ -44,12 +44,13 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from tqdm import tqdm
 
-from bench import describe_device, emit, load_bench_model, sync_device
+from bench import describe_device, emit, sync_device
 from emotion.cli import command
 from emotion.explainers.compare import lime_agreement, map_correlation
 from emotion.explainers.lime import LimeConfig, lime_weights, segment_face
 from emotion.faces import Box, DetectConfig, center_box, crop_face, detect_faces, has_haar_cascade
 from emotion.model import EmotionModel
+from emotion.model_io import load_model
 from emotion.pipeline import explain
 from emotion.timing import timed
 
@@ -226,8 +227,8 @@ def run(
     config: LimeConfig = LimeConfig(),
     detect: bool = True,
 ) -> dict:
-    model = load_bench_model(model_source, device, "auto")
-    reference = load_bench_model(model_source, device, "fp32")
+    model = load_model(model_source, device=device, precision="auto")
+    reference = load_model(model_source, device=device, precision="fp32")
     model.warm_up(batch_sizes=(1, config.batch_size))  # as the app does at start
     reference.warm_up(batch_sizes=(1, 10))
     photos = bench_photos(faces) if detect else bench_faces(faces)

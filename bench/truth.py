@@ -50,12 +50,13 @@ from typing import Any
 
 import numpy as np
 
-from bench import emit, load_bench_model
+from bench import emit
 from emotion.cli import command
 from emotion.explainers.groundtruth import centred_blob, dilate, pointing_score, region_share
 from emotion.explainers.registry import get_explainer, title_of
 from emotion.labels import EMOTIONS
 from emotion.model import EmotionModel
+from emotion.model_io import load_model
 from training.synthetic import CUES, SyntheticSet, defining_regions, face_and_twin, make_dataset
 
 log = logging.getLogger(__name__)
@@ -728,7 +729,7 @@ def sides(workdir: Path, model_source: str | None, per_class: int = 30) -> dict[
     result = {}
     for name, model in (
         ("half-blind", half_blind_model(workdir)),
-        ("demo", load_bench_model(model_source, "cpu", "auto")),
+        ("demo", load_model(model_source, device="cpu", precision="auto")),
     ):
         report = judge(model, faces, "synthetic", "held-out faces")
         keys = (
@@ -798,7 +799,7 @@ def run(
         emit(text + "\n", result, json_path)
 
     if "pointing" in parts or "sanity" in parts:
-        model = load_bench_model(model_source, "cpu", "auto")
+        model = load_model(model_source, device="cpu", precision="auto")
         # Faces the demo model never saw: it trains on seed 0.
         faces = make_dataset(per_class, seed=face_seed)
     if "pointing" in parts:

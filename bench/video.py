@@ -34,13 +34,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from bench import describe_device, emit, load_bench_model, sync_device
+from bench import describe_device, emit, sync_device
 from bench.explain import ASTRONAUT_FACE as PHOTO_FACE
 from bench.explain import Baseline, model_throughput
 from emotion.cli import command
 from emotion.explainers.lime import LimeConfig
 from emotion.faces import Box, DetectConfig, crop_face, detect_faces
 from emotion.follow import FaceFollower, FollowConfig
+from emotion.model_io import load_model
 from emotion.tracks import greedy_pairs
 from emotion.video import (
     FRAMES_PER_FORWARD,
@@ -153,8 +154,8 @@ def run(
 ) -> dict:
     """Time both paths over `frames`; `planted`, the true faces of each frame where known,
     turns the box counts into hits, misses and false positives."""
-    model = load_bench_model(model_source, device, "auto")
-    reference = load_bench_model(model_source, device, "fp32")
+    model = load_model(model_source, device=device, precision="auto")
+    reference = load_model(model_source, device=device, precision="fp32")
     model.warm_up()
     reference.warm_up()
     baseline = Baseline(reference)

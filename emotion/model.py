@@ -367,8 +367,13 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 
 def _cpu_has_fast_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
+    flags = cpu_info()
     return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def cpu_info() -> str:
+    """/proc/cpuinfo's text ("" where there is none): the CPU's model name and flags."""
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""

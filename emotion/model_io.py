@@ -68,6 +68,12 @@ def shipped_demo_dir() -> Path:
     return SHIPPED_DEMO_DIR
 
 
+def demo_run_folders(*, own: bool = False) -> tuple[Path, ...]:
+    """The demo model's run folders in the order they are served: the one built into the cache,
+    then (unless `own`) the one shipped in the package."""
+    return (demo_model_dir(),) if own else (demo_model_dir(), shipped_demo_dir())
+
+
 def is_shipped_demo(folder: str | Path) -> bool:
     """Whether a model folder is (inside) the shipped demo model's run folder."""
     return SHIPPED_DEMO_DIR.resolve() in Path(folder).resolve().parents
@@ -86,7 +92,7 @@ def load_model(
     if source is None:
         # Both are run folders (training.demo runs the training loop).
         folder = next(
-            (RunFolder(run).model_dir for run in (demo_model_dir(), shipped_demo_dir())
+            (RunFolder(run).model_dir for run in demo_run_folders()
              if (RunFolder(run).model_dir / WEIGHTS_NAME).is_file()),
             None,
         )  # fmt: skip

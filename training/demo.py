@@ -32,8 +32,8 @@ from safetensors.torch import load_file, save_file
 from emotion.cli import command
 from emotion.errors import EmotionLensError
 from emotion.files import write_folder_atomically
-from emotion.model import EmotionModel, resolve_precision
-from emotion.model_io import WEIGHTS_NAME, demo_model_dir, load_model, shipped_demo_dir
+from emotion.model import EmotionModel, cpu_info, resolve_precision
+from emotion.model_io import WEIGHTS_NAME, demo_model_dir, demo_run_folders, load_model, shipped_demo_dir
 from emotion.runs import PLOTS, RunFolder
 from training.report import ReportConfig, report_model
 from training.train import TrainConfig, Trainer, demo_preset
@@ -99,18 +99,10 @@ EXPECTED_BUILD_S = 250.0
 def ready_demo_model(*, own: bool = False) -> EmotionModel | None:
     """The demo model to serve, loaded: the one built into the cache if it is usable, else
     (unless `own`) the shipped one; None when neither is (nothing is built)."""
-    folders = (demo_model_dir(),) if own else (demo_model_dir(), shipped_demo_dir())
-    for folder in folders:
+    for folder in demo_run_folders(own=own):
         if folder.exists() and (model := _load_usable(folder)) is not None:
             return model
     return None
-
-
-def demo_run_folder() -> Path:
-    """The run folder of the demo model `ready_demo_model` serves, built into the cache first
-    only when neither it nor the shipped one is usable."""
-    model = ready_demo_model()
-    return RunFolder.holding(model.folder).root if model is not None else ensure_demo_model()
 
 
 def _train_and_report(recipe: TrainConfig) -> None:
@@ -149,12 +141,10 @@ def cpu_model() -> str:
     """The CPU's model name, with "(AMX)" where it has AMX: the same recipe and seed train a
     different model on another kind of CPU (its kernels sum in another order), so a build is
     known by its CPU."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine()
+    info = cpu_info()
     name = next((line.split(":", 1)[1] for line in info.splitlines() if line.startswith("model name")), "")
-    name = " ".join(name.replace("(R)", "").replace("(TM)", "").split()) or platform.machine()
+    name = " ".join(name.replace("(R)", "").replace("(TM)", "").split())
+    name = name or platform.processor() or platform.machine()
     return f"{name} (AMX)" if "amx_bf16" in info else name
 
 
