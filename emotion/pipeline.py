@@ -1,8 +1,11 @@
-"""`explain`: photo → faces → probabilities → per-emotion maps, timed step by step."""
+"""`explain`: photo → faces → probabilities → per-emotion maps, timed step by step; and its two
+halves, `classify` (faces and probabilities) and `add_explanations` (maps), for a caller that
+shows the first before the second is done."""
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -20,7 +23,14 @@ from emotion.explainers.figures import (
     face_mask_in_crop,
     map_figures,
 )
-from emotion.explainers.registry import Explainer, ProgressFn, check_configs, resolve_methods, title_of
+from emotion.explainers.registry import (
+    Explainer,
+    ProgressFn,
+    check_configs,
+    method_names,
+    resolve_methods,
+    title_of,
+)
 from emotion.faces import Box, DetectConfig, ImageInput, center_box, crop_face, detect_faces, load_image
 from emotion.model import EmotionModel
 from emotion.report import FaceResult, Report
@@ -59,26 +69,36 @@ def explain(
 
     `deadline` (a server's time limit per request) is checked before each method and each
     faithfulness figure: past it, TimeLimitError names the step that would have started.
+
+    The same as `classify` followed by `add_explanations`, which a page calls apart to show the
+    quick methods' maps before the slow ones are done.
     """
-    deadline = deadline or Deadline(None)
-    chosen_methods = resolve_methods(methods)
+    resolve_methods(methods)
     check_configs(configs)
+    report = classify(model, image, face=face, whole_image=whole_image, detect=detect)
+    return add_explanations(
+        model, report, methods, progress=progress, faithfulness=faithfulness, deadline=deadline, **configs
+    )
+
+
+def classify(
+    model: EmotionModel,
+    image: ImageInput,
+    *,
+    face: int | Literal["all"] = 0,
+    whole_image: WholeImage = "never",
+    detect: DetectConfig | None = None,
+) -> Report:
+    """The report before any explanation: the faces found, cut out and classified (as `explain`
+    takes `face`, `whole_image` and `detect`), with no maps yet."""
     timings: dict[str, float] = {}
     with timed(timings, "total"):
         with timed(timings, "load"):
             photo = load_image(image)
         with timed(timings, "detect"):
             boxes = [] if whole_image == "always" else detect_faces(photo, detect)
-        results, features = _classify(model, photo, boxes, face, whole_image, detect, timings)
-        for explainer in chosen_methods:
-            deadline.check(f"starting {explainer.title}")
-            _add_maps(model, explainer, results, features, timings, progress, configs.get(explainer.name))
-        with timed(timings, "figures"):
-            _add_figures(results, chosen_methods, (detect or DetectConfig()).margin)
-        if faithfulness:
-            config = faithfulness if isinstance(faithfulness, FaithfulnessConfig) else FaithfulnessConfig()
-            with timed(timings, "faithfulness"):
-                _add_faithfulness(model, results, config, deadline)
+        margin = (detect or DetectConfig()).margin
+        results, features = _classify(model, photo, boxes, face, whole_image, margin, timings)
     return Report(
         image_size=(photo.shape[1], photo.shape[0]),
         boxes=boxes,
@@ -87,7 +107,52 @@ def explain(
         is_demo_model=model.is_demo,
         cam_layer=model.fine_cam_layer_name,
         timings_ms=timings,
+        crop_margin=margin,
+        features=features,
     )
+
+
+def add_explanations(
+    model: EmotionModel,
+    report: Report,
+    methods: Sequence[str] | None = None,
+    *,
+    progress: ProgressFn | None = None,
+    faithfulness: bool | FaithfulnessConfig = False,
+    deadline: Deadline | None = None,
+    **configs: Any,
+) -> Report:
+    """Add to `report` (from `classify`, maybe already with some maps) the maps of each of
+    `methods` it does not have yet, with their figures, and with `faithfulness` the deletion
+    and insertion AUC of every method's top map that lacks them. The time taken is added to the
+    report's timings, its total included. Returns `report`."""
+    deadline = deadline or Deadline(None)
+    chosen = [e for e in resolve_methods(methods) if all(e.name not in r.maps for r in report.faces)]
+    check_configs(configs)
+    timings = report.timings_ms
+    start = time.perf_counter()
+    try:
+        for explainer in chosen:
+            deadline.check(f"starting {explainer.title}")
+            _add_maps(model, explainer, report, timings, progress, configs.get(explainer.name))
+        with timed(timings, "figures"):
+            _add_figures(report.faces, chosen, report.crop_margin)
+        if faithfulness:
+            config = faithfulness if isinstance(faithfulness, FaithfulnessConfig) else FaithfulnessConfig()
+            with timed(timings, "faithfulness"):
+                _add_faithfulness(model, report.faces, config, deadline)
+    finally:
+        timings["total"] = timings.get("total", 0.0) + (time.perf_counter() - start) * 1000
+    _sort_maps(report)
+    return report
+
+
+def _sort_maps(report: Report) -> None:
+    """Each face's maps and figures in the registry's order, however many calls added them."""
+    order = {name: i for i, name in enumerate(method_names())}
+    for result in report.faces:
+        result.maps = dict(sorted(result.maps.items(), key=lambda kv: order.get(kv[0], len(order))))
+        result.figures = dict(sorted(result.figures.items(), key=lambda kv: order.get(kv[0], len(order))))
 
 
 def _classify(
@@ -96,12 +161,11 @@ def _classify(
     boxes: list[Box],
     face: int | str,
     whole_image: WholeImage,
-    detect: DetectConfig | None,
+    margin: float,
     timings: dict[str, float],
 ) -> tuple[list[FaceResult], torch.Tensor]:
     """The chosen faces cut out and classified in one batch, and the forward's features, which
     Grad-CAM at the last block needs and nothing more (explainers/gradcam.py)."""
-    margin = (detect or DetectConfig()).margin
     chosen = _choose_faces(photo, boxes, face, whole_image)
     crops = [
         crop_face(photo, box, margin=margin if source == "detected" else 0.0) for _, box, source in chosen
@@ -136,16 +200,15 @@ def _choose_faces(
 def _add_maps(
     model: EmotionModel,
     explainer: Explainer,
-    results: list[FaceResult],
-    features: torch.Tensor,
+    report: Report,
     timings: dict[str, float],
     progress: ProgressFn | None,
     config: Any,
 ) -> None:
-    faces = np.stack([result.face for result in results])
+    faces = np.stack([result.face for result in report.faces])
     with timed(timings, explainer.name):
-        maps = explainer(model, faces, features, progress=progress, config=config)
-    for result, face_maps in zip(results, maps, strict=True):
+        maps = explainer(model, faces, report.features, progress=progress, config=config)
+    for result, face_maps in zip(report.faces, maps, strict=True):
         result.maps[explainer.name] = face_maps
 
 
@@ -166,9 +229,12 @@ def _add_figures(results: list[FaceResult], methods: Sequence[Explainer], margin
 def _add_faithfulness(
     model: EmotionModel, results: list[FaceResult], config: FaithfulnessConfig, deadline: Deadline
 ) -> None:
-    """Deletion and insertion AUC of the top emotion's map of every method, for every face."""
+    """Deletion and insertion AUC of the top emotion's map of every method that lacks them,
+    for every face."""
     for result in results:
         for method, maps in result.maps.items():
+            if DELETION_AUC in result.figures.get(method, {}):
+                continue
             deadline.check(f"measuring the faithfulness of {title_of(method)}")
             deletion, insertion = deletion_insertion(
                 model, result.face, maps[result.top], result.top, config=config

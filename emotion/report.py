@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from emotion.faces import Box
+from emotion.faces import Box, DetectConfig
 
 
 @dataclass
@@ -63,6 +63,10 @@ class Report:
     is_demo_model: bool  # trained on synthetic faces: not for real photos
     cam_layer: str  # the block Grad-CAM read
     timings_ms: dict[str, float] = field(default_factory=dict)
+    crop_margin: float = DetectConfig().margin  # the share of a detected box added around it when cut
+    # The classification forward's last-block output (N×K×h×w), which spares Grad-CAM at the last
+    # stage a forward when maps are added later (emotion.pipeline.add_explanations); not saved.
+    features: Any = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {

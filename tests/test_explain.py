@@ -33,6 +33,28 @@ def test_report_follows_the_contract_on_the_astronaut(untrained_model, astronaut
     assert report.to_dict()["faces"][0]["top"] == face.top
 
 
+def test_classify_then_add_explanations_gives_what_explain_gives(untrained_model, astronaut):
+    """The page's two steps: the faces classified with no maps, then the quick method's maps,
+    then the rest; each method runs once and the report ends as one `explain` call's."""
+    from emotion.pipeline import add_explanations, classify
+
+    whole = explain(untrained_model, astronaut, ["gradcam", "lime"])
+    report = classify(untrained_model, astronaut)
+    assert report.faces[0].maps == {} and report.faces[0].probs == whole.faces[0].probs
+    add_explanations(untrained_model, report, ["gradcam"])
+    first = report.faces[0].maps["gradcam"]
+    assert list(report.faces[0].maps) == ["gradcam"]
+    add_explanations(untrained_model, report, ["lime", "gradcam"])
+    face = report.faces[0]
+    assert list(face.maps) == ["gradcam", "lime"] and face.maps["gradcam"] is first  # not run again
+    for method in ("gradcam", "lime"):
+        for label in EMOTIONS:
+            np.testing.assert_array_equal(face.maps[method][label], whole.faces[0].maps[method][label])
+    assert face.figures == whole.faces[0].figures
+    timings = report.timings_ms
+    assert timings["total"] >= timings["classify"] + timings["gradcam"] + timings["lime"]
+
+
 def test_image_can_be_a_path_a_pil_image_or_an_array(untrained_model, astronaut, tmp_path):
     from PIL import Image
 

@@ -208,4 +208,4 @@ def _to_face_size(cam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.clip(cam, 0.0, 1.0).astype(np.float32)
 
 
-GRADCAM = register(Explainer("gradcam", "Grad-CAM", gradcam_explain, gradcam_note))
+GRADCAM = register(Explainer("gradcam", "Grad-CAM", gradcam_explain, gradcam_note, quick=True))

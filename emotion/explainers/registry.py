@@ -53,6 +53,9 @@ class Explainer:
     describe: NoteFn
     config: Any = None  # the method's default settings (a frozen dataclass), None if it has none
     default: bool = True  # runs when the caller names no methods (explain(), the CLI, the page)
+    # Costs about a forward and a backward: the page shows its maps first, and does not queue
+    # them behind other visitors' slow methods (app/ui.py).
+    quick: bool = False
 
     def __call__(
         self,
@@ -146,6 +149,13 @@ def resolve_methods(names: Iterable[str] | None = None) -> tuple[Explainer, ...]
     if unknown:
         raise _unknown(unknown)
     return tuple(e for e in _REGISTRY.values() if e.name in names)
+
+
+def split_quick(names: Iterable[str] | None = None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(the quick methods, the others) among `names` (None: the default ones), each in display
+    order."""
+    chosen = resolve_methods(names)
+    return tuple(e.name for e in chosen if e.quick), tuple(e.name for e in chosen if not e.quick)
 
 
 def parse_methods(text: str) -> tuple[str, ...]:

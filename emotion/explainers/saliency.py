@@ -118,7 +118,14 @@ def _register_opt_in(name: str, title: str, face_maps, note: str, config=None) -
 
 # Beside the default (the stride-8 stage), to compare with: the map most Grad-CAM tools draw.
 GRADCAM_LAST = register(
-    Explainer("gradcam_last", "Grad-CAM (last stage)", last_stage_explain, last_stage_note, default=False)
+    Explainer(
+        "gradcam_last",
+        "Grad-CAM (last stage)",
+        last_stage_explain,
+        last_stage_note,
+        default=False,
+        quick=True,
+    )
 )
 GRADCAM_PLUS_PLUS = _register_opt_in(
     "gradcam_pp",
