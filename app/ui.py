@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,14 +13,15 @@ import numpy as np
 
 import app.gradio_cache  # noqa: F401  (atomic output images: see its docstring)
 from app.memory import trimmed
-from emotion import EmotionLensError, EmotionModel, explain
+from emotion import EmotionLensError, EmotionModel
 from emotion.errors import FaceIndexError
 from emotion.explainers.figures import DELETION_AUC, INSERTION_AUC, faithfulness_caption, figure_caption
-from emotion.explainers.registry import Explainer, check_configs, resolve_methods, title_of
+from emotion.explainers.registry import Explainer, check_configs, resolve_methods, split_quick, title_of
 from emotion.explainers.render import colour_scale_html, overlays
 from emotion.faces import detect_faces, draw_boxes, load_image
 from emotion.model_io import is_shipped_demo
 from emotion.pending import ModelNotReadyError, PendingModel
+from emotion.pipeline import add_explanations, classify, explain
 from emotion.report import FaceResult, Report
 from emotion.shortcut import model_report_markdown, no_report_text, pictures_html, report_folder_of
 from emotion.timeline import VideoLimits, analyze_video, timeline_csv, timeline_image
@@ -91,6 +94,12 @@ PHOTO_TIME_LIMIT_S = 60.0
 # photo; each stops after 2 minutes of work with what it has read.
 VIDEO_LIMITS = VideoLimits()
 VIDEO_LANE = "video"
+# A press of Explain runs in two lanes, one at a time in each: the first maps (face, probabilities,
+# Grad-CAM: about a tenth of a second) and the slow methods (LIME), so the first maps are not
+# queued behind the LIME of the visitors ahead. /explain (the whole result in one call) shares the
+# slow lane.
+FIRST_LANE = "first maps"
+EXPLAIN_LANE = "explain"
 # Gradio keeps every upload and output in its cache: delete those older than an hour, hourly.
 DELETE_CACHE = (3600, 3600)
 FAITHFULNESS_LABEL = (
@@ -208,6 +217,63 @@ def preview_faces(path: dict | str | None):
     return draw_boxes(photo, boxes, 0), 1
 
 
+@dataclass
+class ExplainRequest:
+    """One press of Explain, as the page's events read it: the photo, the face, the methods."""
+
+    photo: np.ndarray
+    number: int  # the face, numbered from 1 as the page numbers them
+    whole_image: bool
+    methods: tuple[str, ...]
+    faithfulness: bool
+
+
+def read_request(
+    path: dict | str | None,
+    face_number: float | None,
+    whole_image: bool,
+    picked_methods: Sequence[str] | None,
+    faithfulness: bool,
+    offered: Sequence[str],
+    default_picked: Sequence[str],
+) -> ExplainRequest:
+    """The event's inputs checked, with what to do about each that is wrong."""
+    photo = _photo_or_error(path)
+    chosen = tuple(default_picked) if picked_methods is None else tuple(picked_methods)
+    unknown = sorted(set(chosen) - set(offered))
+    if unknown:
+        raise gr.Error(f"Unknown method(s) {', '.join(unknown)}: pick from {', '.join(offered)}.")
+    number = 1 if face_number is None else int(face_number)
+    return ExplainRequest(photo, number, bool(whole_image), chosen, bool(faithfulness))
+
+
+@contextmanager
+def said_to_the_user(number: int) -> Iterator[None]:
+    """The project's errors as messages on the page, each with what to do."""
+    try:
+        yield
+    except FaceIndexError as err:
+        raise gr.Error(
+            f"There is no face {number}: {err.count} face(s) found, numbered from 1 (1 = the largest). "
+            f"Enter a number from 1 to {err.count} in 'Face to explain'."
+        ) from err
+    except ModelNotReadyError as err:  # not a fault: a wait, said as one
+        raise gr.Error(str(err), title="Still preparing", print_exception=False) from err
+    except EmotionLensError as err:
+        raise gr.Error(str(err)) from err
+
+
+def galleries_of(report: Report, names: Sequence[str]) -> list[list[tuple[np.ndarray, str]]]:
+    """One gallery's items per offered method: its captioned maps, empty where it did not run."""
+    result = report.faces[0]
+    return [captioned_maps(result, name) if name in result.maps else [] for name in names]
+
+
+def boxed_photo(request: ExplainRequest, report: Report) -> np.ndarray:
+    result = report.faces[0]
+    return draw_boxes(request.photo, report.boxes, result.index) if report.boxes else request.photo
+
+
 def make_explain_fn(
     served: PendingModel,
     methods: Sequence[Explainer],
@@ -216,7 +282,9 @@ def make_explain_fn(
     picked: Sequence[Explainer] | None = None,
 ):
     """The /explain event: one gallery output per method of `methods` (the picker's choices);
-    `picked` (default: all of them) are the methods run when the caller names none."""
+    `picked` (default: all of them) are the methods run when the caller names none. The whole
+    result at once, for API callers; the page itself shows it in two steps (`make_first_maps_fn`,
+    `make_remaining_maps_fn`)."""
     names = tuple(e.name for e in methods)
     default_picked = names if picked is None else tuple(e.name for e in picked)
 
@@ -232,40 +300,105 @@ def make_explain_fn(
         the photo with its boxes, the probabilities, one gallery per method (in the registry's
         order; empty for a method not picked), the figures' sentences and the timings."""
         deadline = Deadline(PHOTO_TIME_LIMIT_S)
-        photo = _photo_or_error(path)
-        number = 1 if face_number is None else int(face_number)  # the page numbers faces from 1
-        chosen = default_picked if picked_methods is None else tuple(picked_methods)
-        unknown = sorted(set(chosen) - set(names))
-        if unknown:
-            raise gr.Error(f"Unknown method(s) {', '.join(unknown)}: pick from {', '.join(names)}.")
-        try:
-            model = served.get()  # while the model is being prepared: how long is left
+        request = read_request(
+            path, face_number, whole_image, picked_methods, faithfulness, names, default_picked
+        )
+        with said_to_the_user(request.number):
             report = explain(
-                model,
-                photo,
-                chosen,
-                face=number - 1,
-                whole_image="if_no_face" if whole_image else "never",
+                served.get(),  # while the model is being prepared: how long is left
+                request.photo,
+                request.methods,
+                face=request.number - 1,
+                whole_image="if_no_face" if request.whole_image else "never",
                 progress=lambda frac, desc: progress(frac, desc=desc),
                 deadline=deadline,
-                faithfulness=bool(faithfulness),
+                faithfulness=request.faithfulness,
                 **configs,
             )
-        except FaceIndexError as err:
-            raise gr.Error(
-                f"There is no face {number}: {err.count} face(s) found, numbered from 1 (1 = the largest). "
-                f"Enter a number from 1 to {err.count} in 'Face to explain'."
-            ) from err
-        except ModelNotReadyError as err:  # not a fault: a wait, said as one
-            raise gr.Error(str(err), title="Still preparing", print_exception=False) from err
-        except EmotionLensError as err:
-            raise gr.Error(str(err)) from err
         result = report.faces[0]
-        boxed = draw_boxes(photo, report.boxes, result.index) if report.boxes else photo
-        galleries = [captioned_maps(result, name) if name in result.maps else [] for name in names]
-        return (boxed, result.probs, *galleries, summary_text(report, result))
+        return (
+            boxed_photo(request, report),
+            result.probs,
+            *galleries_of(report, names),
+            summary_text(report, result),
+        )
 
     return explain_face
+
+
+def make_first_maps_fn(
+    served: PendingModel,
+    methods: Sequence[Explainer],
+    configs: dict[str, Any],
+    *,
+    picked: Sequence[Explainer] | None = None,
+):
+    """The page's first step (/explain_first): the face classified and the quick methods'
+    maps (Grad-CAM), shown while the slow ones (LIME) are computed by the next step, which
+    takes the report from the session's state. Outputs as /explain's, then that state."""
+    names = tuple(e.name for e in methods)
+    default_picked = names if picked is None else tuple(e.name for e in picked)
+
+    def first_maps(
+        path: dict | str | None,
+        face_number: float | None = 1,
+        whole_image: bool = False,
+        picked_methods: Sequence[str] | None = None,
+        faithfulness: bool = False,
+    ):
+        """Classify one face of the photo and explain every emotion with the quick methods
+        picked: the photo with its boxes, the probabilities, one gallery per method (empty for
+        the slow ones, which follow), a line saying what follows."""
+        request = read_request(
+            path, face_number, whole_image, picked_methods, faithfulness, names, default_picked
+        )
+        quick, slow = split_quick(request.methods)
+        with said_to_the_user(request.number):
+            model = served.get()
+            report = classify(
+                model,
+                request.photo,
+                face=request.number - 1,
+                whole_image="if_no_face" if request.whole_image else "never",
+            )
+            add_explanations(model, report, quick, deadline=Deadline(PHOTO_TIME_LIMIT_S), **configs)
+        result = report.faces[0]
+        following = ", ".join(title_of(name) for name in slow)
+        if request.faithfulness:
+            following = ", ".join(filter(None, [following, "the faithfulness figures"]))
+        summary = summary_text(report, result)
+        if following:
+            summary = f"⏳ {following} to follow…\n\n{summary}"
+        boxed = boxed_photo(request, report)
+        return (boxed, result.probs, *galleries_of(report, names), summary, (request, report))
+
+    return first_maps
+
+
+def make_remaining_maps_fn(served: PendingModel, methods: Sequence[Explainer], configs: dict[str, Any]):
+    """The page's second step (/explain_rest): the slow methods' maps (and the faithfulness
+    figures, if asked) added to the first step's report, taken from the session's state.
+    Outputs: one gallery per slow method of `methods` (the quick ones' stay as the first step
+    left them, free of this step's progress bar), the summary, the emptied state."""
+    slow = tuple(e.name for e in methods if not e.quick)
+
+    def remaining_maps(state: tuple[ExplainRequest, Report] | None, progress=gr.Progress()):
+        if state is None:
+            raise gr.Error("Press Explain first: this step adds the slow methods' maps to its result.")
+        request, report = state
+        with said_to_the_user(request.number):
+            add_explanations(
+                served.get(),
+                report,
+                request.methods,
+                progress=lambda frac, desc: progress(frac, desc=desc),
+                deadline=Deadline(PHOTO_TIME_LIMIT_S),
+                faithfulness=request.faithfulness,
+                **configs,
+            )
+        return (*galleries_of(report, slow), summary_text(report, report.faces[0]), None)
+
+    return remaining_maps
 
 
 def _video_path(upload: dict | str | None) -> str:
@@ -392,6 +525,7 @@ def build_demo(
                     height="auto",
                     object_fit="contain",
                     elem_classes=["emotion-maps", "method-maps"],  # method-maps: one per method
+                    elem_id=f"maps-{e.name}",
                     visible=e in chosen,
                 )
                 for e in offered
@@ -460,13 +594,37 @@ def build_demo(
                 api_visibility="private",
                 queue=False,
             )
+        # The page shows a press of Explain in two steps, each in a lane of its own: the quick
+        # maps (FIRST_LANE) never wait behind another visitor's LIME (EXPLAIN_LANE).
+        state = gr.State(None)
+        slow_galleries = [g for g, e in zip(galleries, offered, strict=True) if not e.quick]
         run.click(
+            trimmed(make_first_maps_fn(served, offered, configs, picked=chosen)),
+            [photo, face_number, whole, picker, faithful],
+            [boxed, probs, *galleries, summary, state],
+            api_name="explain_first",
+            preprocess=False,  # the photo is decoded by emotion.faces.load_image (see _photo_or_error)
+            concurrency_limit=1,
+            concurrency_id=FIRST_LANE,
+        ).success(
+            trimmed(make_remaining_maps_fn(served, offered, configs)),
+            [state],
+            [*slow_galleries, summary, state],
+            show_progress_on=slow_galleries,  # over the maps to come, not the summary under them
+            api_name="explain_rest",
+            concurrency_limit=1,  # two explanations at once would only halve each one's speed
+            concurrency_id=EXPLAIN_LANE,
+        )
+        # The whole result in one call, for gradio_client: the same work as the page's two steps.
+        whole_result = gr.Button(visible=False)
+        whole_result.click(
             trimmed(make_explain_fn(served, offered, configs, picked=chosen)),
             [photo, face_number, whole, picker, faithful],
             [boxed, probs, *galleries, summary],
             api_name="explain",
-            preprocess=False,  # the photo is decoded by emotion.faces.load_image (see _photo_or_error)
-            concurrency_limit=1,  # two explanations at once would only halve each one's speed
+            preprocess=False,
+            concurrency_limit=1,
+            concurrency_id=EXPLAIN_LANE,
         )
         run_video.click(
             trimmed(make_video_fn(served)),

@@ -14,7 +14,7 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from emotion import EMOTIONS
-from emotion.explainers.registry import default_methods, method_names, title_of
+from emotion.explainers.registry import default_methods, get_explainer, method_names, title_of
 from emotion.model_io import DEMO_MODEL_NAME, SHIPPED_DEMO_DIR
 
 from .conftest import ROOT, method_galleries, running, served_untrained_app, write_clip
@@ -60,6 +60,36 @@ def test_explain_endpoint_on_the_astronaut(client):
     _check_outputs(
         client.predict(handle_file(str(ROOT / "app/examples/astronaut.jpg")), 1, False, api_name="/explain")
     )
+
+
+def test_the_pages_two_steps_give_the_first_maps_then_the_same_result_as_explain(client):
+    """/explain_first (the quick methods, in their own lane) then /explain_rest (the slow ones,
+    from the session's state) end where one /explain call does: the same probabilities and the
+    same maps for the same photo."""
+    photo = handle_file(str(ROOT / "app/examples/astronaut.jpg"))
+    boxed, label, *first, summary = client.predict(photo, 1, False, api_name="/explain_first")
+    quick = dict(zip(method_names(), first, strict=True))
+    assert len(quick["gradcam"]) == 5 and quick["lime"] == []
+    assert "LIME to follow" in summary and "ms" in summary
+    *slow, full_summary = client.predict(api_name="/explain_rest")  # one gallery per slow method
+    slow_names = [name for name in method_names() if not get_explainer(name).quick]
+    assert len(slow) == len(slow_names)
+    rest = [dict(zip(slow_names, slow, strict=True)).get(name, quick[name]) for name in method_names()]
+    probs, galleries, _ = _check_outputs((boxed, label, *rest, full_summary))
+    assert "to follow" not in full_summary
+    once_probs, once, _ = _check_outputs(client.predict(photo, 1, False, api_name="/explain"))
+    assert once_probs == pytest.approx(probs, abs=1e-6)
+    for name in default_methods():
+        for a, b in zip(galleries[name], once[name], strict=True):
+            assert a["caption"] == b["caption"]
+            np.testing.assert_array_equal(
+                np.asarray(Image.open(a["image"])), np.asarray(Image.open(b["image"]))
+            )
+
+
+def test_explain_rest_before_explain_first_says_what_to_do(app_url):
+    with pytest.raises(Exception, match="Press Explain first"):
+        Client(app_url, verbose=False).predict(api_name="/explain_rest")
 
 
 def test_explain_endpoint_takes_the_image_alone_and_captions_each_map_with_its_figures(client):

@@ -48,6 +48,12 @@ def browser():
         chromium.close()
 
 
+def _wait_for_the_page(page) -> None:
+    # Not "networkidle": a page with per-session state keeps Gradio's heartbeat connection open.
+    page.wait_for_load_state("load")
+    page.get_by_role("button", name="Explain", exact=True).wait_for(timeout=60_000)
+
+
 def _explain_and_wait(page, before: str | None = None) -> str:
     """Press Explain; return the timings line once a new answer is on the page."""
     page.get_by_role("button", name="Explain").click()
@@ -86,7 +92,7 @@ def test_the_page_explains_a_photo_then_an_example_in_a_real_browser(page_url, b
     page = browser.new_page(viewport=VIEWPORTS[viewport])
     try:
         page.goto(page_url)
-        page.wait_for_load_state("networkidle")
+        _wait_for_the_page(page)
         page.set_input_files("input[type=file]", str(ROOT / "app/examples/astronaut.jpg"))
         first = _explain_and_wait(page)
         _check_answer(page)
@@ -100,6 +106,40 @@ def test_the_page_explains_a_photo_then_an_example_in_a_real_browser(page_url, b
         # Nothing runs off the side of a phone.
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= VIEWPORTS[viewport]["width"], width
+    finally:
+        page.close()
+
+
+# Records, in the page, when each method's gallery first holds its five maps and how many maps
+# the other gallery held then: the order a person sees them in, whatever Playwright's polling misses.
+WATCH_GALLERIES = """() => {
+  window.seen = {};
+  const count = (name) => document.querySelectorAll(`#maps-${name} img`).length;
+  new MutationObserver(() => {
+    for (const [name, other] of [["gradcam", "lime"], ["lime", "gradcam"]]) {
+      if (window.seen[name] === undefined && count(name) >= 5) {
+        window.seen[name] = {at: performance.now(), other: count(other)};
+      }
+    }
+  }).observe(document.body, {subtree: true, childList: true, attributes: true});
+}"""
+
+
+def test_the_page_shows_grad_cam_first_then_lime_then_the_whole_result(page_url, browser):
+    page = browser.new_page(viewport=VIEWPORTS["desktop"])
+    try:
+        page.goto(page_url)
+        _wait_for_the_page(page)
+        page.set_input_files("input[type=file]", str(ROOT / "app/examples/astronaut.jpg"))
+        page.evaluate(WATCH_GALLERIES)
+        page.get_by_role("button", name="Explain").click()
+        page.wait_for_function("() => window.seen.lime !== undefined", timeout=ANSWER_S * 1000)
+        seen = page.evaluate("window.seen")
+        assert seen["gradcam"]["other"] == 0, seen  # Grad-CAM's five maps while LIME's were not there
+        assert seen["gradcam"]["at"] < seen["lime"]["at"], seen
+        assert seen["lime"]["other"] == 5, seen  # and still there when LIME's came
+        _check_answer(page)  # then the whole result: probabilities, ten maps, their figures
+        assert "to follow" not in page.locator("body").inner_text()
     finally:
         page.close()
 
@@ -133,7 +173,7 @@ def test_the_page_explains_a_video_in_a_real_browser(page_url, browser, viewport
     page = browser.new_page(viewport=VIEWPORTS[viewport])
     try:
         page.goto(page_url)
-        page.wait_for_load_state("networkidle")
+        _wait_for_the_page(page)
         video_tab = page.get_by_role("tab", name="Explain a video")
         expect(video_tab, "the video tab is hidden (behind Gradio's '...' menu?)").to_be_visible()
         video_tab.click()
