@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 import math
+import statistics
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import cache
@@ -82,6 +84,10 @@ class EmotionModel:
         self._scale = (1.0 / (255.0 * std)).to(self.device)
         self._shift = (mean / std).to(self.device)
         self._folded: tuple[int, torch.nn.Module] | None = None
+        # Batches of at most this many faces run in fp32 even when `precision` is bf16: set by
+        # `warm_up`, which times both (bf16 pays a conversion per layer that a batch of one face
+        # does not earn back on some CPUs).
+        self.fp32_up_to = 0
 
     @property
     def inference_net(self) -> torch.nn.Module:
@@ -189,11 +195,18 @@ class EmotionModel:
         self.__post_init__()
         return self
 
-    def autocast(self):
-        """bf16 autocast when the model is set to bf16, else a no-op context."""
-        if self.precision != "bf16":
+    def autocast(self, batch_size: int | None = None):
+        """bf16 autocast when the model is set to bf16 (and a batch of `batch_size` faces is
+        not one `warm_up` found faster in fp32), else a no-op context."""
+        if self.precision_for(batch_size) != "bf16":
             return nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    def precision_for(self, batch_size: int | None = None) -> str:
+        """The precision a forward of `batch_size` faces runs in (None: `precision`)."""
+        if batch_size is not None and batch_size <= self.fp32_up_to:
+            return "fp32"
+        return self.precision
 
     def to_tensor(self, faces: np.ndarray) -> torch.Tensor:
         """N×H×W×3 (or H×W×3) uint8 RGB faces → normalised N×3×S×S float tensor."""
@@ -223,7 +236,7 @@ class EmotionModel:
     def probabilities(self, faces: torch.Tensor) -> torch.Tensor:
         """N×C float32 class probabilities of N×3×H×W uint8 faces (any strides), left on the
         model's device: for callers that keep their work there, such as LIME's fits."""
-        with self.autocast():
+        with self.autocast(len(faces)):
             logits = self.inference_net(self.to_tensor_from_uint8(faces))
         return torch.softmax(logits.float(), dim=1)
 
@@ -245,17 +258,39 @@ class EmotionModel:
         """(N×C probabilities, N×K×h×w float32 output of the last block) from one forward pass:
         what Grad-CAM at the last block needs besides the head's weights."""
         net = self.inference_net
-        with self.autocast():
+        with self.autocast(len(faces) if np.ndim(faces) == 4 else 1):
             features = net.forward_features(self.to_tensor(faces))
             logits = net.forward_head(features)
         return torch.softmax(logits.float(), dim=1).cpu().numpy(), features.float()
 
     def warm_up(self, batch_sizes: tuple[int, ...] = (1,)) -> None:
         """Throw-away predictions at each batch size, so the first request does not pay for lazy
-        set-up (folding BatchNorm, oneDNN's kernels, which are chosen per input shape)."""
+        set-up (folding BatchNorm, oneDNN's kernels, which are chosen per input shape). A bf16
+        model also times small batches in both precisions and runs in fp32 those that fp32 does
+        faster (`fp32_up_to`)."""
         size = self.preprocessing.input_size
+        if self.precision == "bf16":
+            self.fp32_up_to = self._fp32_faster_up_to(SMALL_BATCHES)
         for n in batch_sizes:
             self.predict_with_features(np.zeros((n, size, size, 3), dtype=np.uint8))
+
+    def _fp32_faster_up_to(self, sizes: tuple[int, ...], repeats: int = 5) -> int:
+        """The largest of `sizes` (increasing) up to which every batch size runs faster in fp32
+        than in bf16, by the median of `repeats` timed forwards each; 0 if batch 1 does not."""
+        size = self.preprocessing.input_size
+        faster = 0
+        for n in sizes:
+            faces = torch.zeros((n, 3, size, size), dtype=torch.uint8, device=self.device)
+            times = {}
+            for precision, fp32_up_to in (("fp32", n), ("bf16", 0)):
+                self.fp32_up_to = fp32_up_to
+                self.probabilities(faces)  # oneDNN picks its kernels for the shape
+                times[precision] = _median_seconds(self.probabilities, faces, repeats)
+            if times["fp32"] >= times["bf16"]:
+                break
+            faster = n
+        self.fp32_up_to = faster
+        return faster
 
     def save(self, folder: str | Path, *, extra_files: dict[str, Path] | None = None) -> Path:
         """Write the model folder atomically in timm's Hub layout (`emotion.model_io.save_model`)."""
@@ -351,6 +386,22 @@ def build_model(
         model_args=args,
         info=dict(info or {}),
     )
+
+
+SMALL_BATCHES = (1, 2, 4, 8, 16)  # the batch sizes `warm_up` times in both precisions
+
+
+def _median_seconds(fn, faces: torch.Tensor, repeats: int) -> float:
+    """Median seconds of `fn(faces)` over `repeats` calls, queued GPU work included."""
+    from emotion.timing import sync_device
+
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn(faces)
+        sync_device(faces.device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

@@ -101,6 +101,27 @@ def test_bf16_logits_stay_close_to_fp32(untrained_folder, faces):
     assert _logit_error(np.broadcast_to(fp32.mean(0), fp32.shape), fp32) >= 0.02
 
 
+def test_small_batches_run_in_the_precision_warm_up_found_faster(untrained_folder, faces):
+    from emotion.model import SMALL_BATCHES
+
+    fp32 = load_model(untrained_folder, precision="fp32")
+    bf16 = load_model(untrained_folder, precision="bf16")
+    assert bf16.fp32_up_to == 0 and bf16.precision_for(1) == "bf16"  # until warm_up has timed them
+    bf16.fp32_up_to = 4
+    assert [bf16.precision_for(n) for n in (1, 4, 5, 128)] == ["fp32", "fp32", "bf16", "bf16"]
+    reference = fp32.predict(faces)
+    # Up to four faces: fp32's very numbers; five: bf16's, which differ (the control).
+    np.testing.assert_allclose(bf16.predict(faces), reference, rtol=1e-5, atol=1e-6)
+    five = np.concatenate([faces, faces[:1]])
+    assert np.abs(bf16.predict(five)[:4] - reference).max() > 1e-5
+    # warm_up times both and keeps a batch size it measured (0: bf16 was as fast at batch 1);
+    # an fp32 model has nothing to choose.
+    bf16.warm_up()
+    assert bf16.fp32_up_to in (0, *SMALL_BATCHES)
+    fp32.warm_up()
+    assert fp32.fp32_up_to == 0
+
+
 def test_config_that_does_not_match_the_head_is_a_clear_error(untrained_folder, tmp_path):
     folder = tmp_path / "bad"
     shutil.copytree(untrained_folder, folder)
