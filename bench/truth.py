@@ -73,14 +73,21 @@ def control_map(name: str, faces: SyntheticSet, i: int) -> np.ndarray:
     return faces.masks["face"][i].astype(np.float32)
 
 
-def pointing(model: EmotionModel, faces: SyntheticSet, methods: tuple[str, ...], tolerance: int = 4):
+def pointing(
+    model: EmotionModel,
+    faces: SyntheticSet,
+    methods: tuple[str, ...],
+    tolerance: int = 4,
+    configs: dict[str, Any] | None = None,
+):
     """{method or control: {class: {"pointing": mean pointing score, "in_regions": mean mass share,
-    "n"}}} over the correctly classified faces, each scored on its predicted (= true) emotion's map."""
+    "n"}}} over the correctly classified faces, each scored on its predicted (= true) emotion's map.
+    `configs`: a method's settings by name, in place of its defaults."""
     pred = model.predict(faces.images).argmax(1)
     right = np.flatnonzero(pred == faces.labels)
     rows: dict[str, dict[str, list[tuple[float, float]]]] = {}
     for method in methods:
-        maps = get_explainer(method)(model, faces.images[right])
+        maps = get_explainer(method)(model, faces.images[right], config=(configs or {}).get(method))
         for face_maps, i in zip(maps, right, strict=True):
             _score(rows, method, faces, i, face_maps[EMOTIONS[faces.labels[i]]], tolerance)
     for control in CONTROLS:

@@ -24,20 +24,19 @@ same kernel-weighted ridge per label. What it does otherwise:
     cancellation is only partial and a small-sample bias remains. How large it is, is measured.
 `sampling="independent"` is lime_image itself (`_lime_image_fit`): the reference.
 
-LIME's cost is the model's forward over its perturbed faces. Measured against a 1000-sample
-lime_image reference (`python -m bench.explain`), whose own noise floor is the agreement of two
-such references with different seeds (0.6-0.8, top-5 overlap and rank correlation), on 8 faces
-of `bench_photos(seed=211)`, which no setting was chosen on:
-
-  segments asked for (found)   samples: share of the noise floor reached (top-5 / rank)
-  48 (~36)                     48: 0.63 / 0.57    64: 0.73 / 0.70    96: 0.89 / 0.82
-  64 (~47)                     64: 0.55 / 0.59    96: 0.74 / 0.76   128: 0.89 / 0.92
-  96 (~78)                    128: 0.71 / 0.65   192: 0.85 / 0.88   256: 0.90 / 0.99
-
-so ≥ 0.9 of the floor takes about 2.7-3.3 samples a segment, whatever the segment count. Fewer
-segments would be cheaper, but LIME's maps then point at the emotion's features less often
-(`LimeConfig.n_segments`): hence 96 segments and 256 samples. The agreement test checks ≥ 0.9 on
-faces no setting was chosen on.
+LIME's cost is the model's forward over its perturbed faces, one forward-equivalent (fe) each,
+and nothing else costs as much. How many it needs was measured against a 1000-sample lime_image
+reference on the same segments, held to that reference's own noise floor (the agreement of two
+such references with different seeds), together with the pointing game on synthetic faces whose
+defining regions are known (`python -m bench.lime_designs`; the table is
+`bench/results/lime-designs.txt`, the story docs/findings.md). Agreement ≥ 0.9 of the floor takes
+about three samples a segment, whatever the segment count; pointing ≥ 90 % takes segments about
+as small as a brow. Both hold with margin at 96 SLIC segments asked for (about 78 found) and 256
+samples. 80 segments and 192 samples met both on two sets of unseen faces but sat at the edge of
+the agreement on a third (0.896 of the floor, and 224 samples did no better), so it is not the
+default. Fewer segments, even ones that follow the face's edges (felzenszwalb), point at the
+features less often; a smoothness prior on the weights or a stronger ridge agrees less, not
+more; fewer samples agree less.
 """
 
 from __future__ import annotations
@@ -52,7 +51,7 @@ import sklearn.metrics
 import torch
 from lime import lime_image
 from scipy.linalg import hadamard
-from skimage.segmentation import slic
+from skimage.segmentation import felzenszwalb, slic
 
 from emotion.explainers.figures import FIT_R2, MapsWithFigures
 from emotion.explainers.registry import Explainer, Maps, ProgressFn, register
@@ -67,27 +66,26 @@ _LIME_IMAGE_KERNEL = lime_image.LimeImageExplainer().base.kernel_fn
 
 @dataclass(frozen=True)
 class LimeConfig:
-    # Perturbed faces the local models are fitted on: with 96 segments asked for, 256 agree with
-    # a 1000-sample lime_image run as well as a second such run does (0.90 / 0.99 of it on unseen
-    # faces; 192: 0.85 / 0.88; module docstring).
+    # Perturbed faces the local models are fitted on: with 96 segments asked for, 256 agree with a
+    # 1000-sample lime_image run about as well as a second such run does (module docstring).
     num_samples: int = 256
     batch_size: int = 128  # faces per model call: large batches keep the network busy
     # "orthogonal": paired orthogonal-array patterns (module docstring); "independent":
     # lime_image's own sampling, for comparison.
     sampling: Literal["orthogonal", "independent"] = "orthogonal"
-    # SLIC superpixels asked for (SLIC gives about 75 of ~11 px on a 100×100 face): small
+    # SLIC superpixels asked for (SLIC gives about 78 of ~11 px on a 100×100 face): small
     # enough that the strongest one lies on a brow, an eye or the mouth rather than spilling onto
-    # the skin around them. Measured on the demo model then cached, one its clock cut short
-    # (`bench.truth`'s pointing game, tuned on seeds 99 and 5): asking for 48 (about 37 of
-    # ~16 px) put the strongest segment's pixels within 4 px of the emotion's features 79 % of
-    # the time (seed 99); 80 → 91 % / 88 %, 96 → 92 % / 89.5 %, 128 → 93 % / 88 %. 96 on today's
-    # fully trained demo model: 97-98 % on four other seeds; on 100 faces of seed 41, 96.5 %,
-    # against 90.4 % with 64 asked for (128 samples) and 82 % with 48; merging neighbours of
-    # similar colour (skimage's RAG, cut at 8 or 12: half as many segments) gave 92.4 % and
-    # 89.5 %, happy's mouth losing most. Quickshift's defaults give ~13 blobs here, which merge
-    # brow with eye and mouth with chin.
+    # the skin around them (`bench.truth`'s pointing game; with 64 asked for, about 49 are found
+    # and the strongest spills over more often). Quickshift's defaults give ~13 blobs here,
+    # which merge brow with eye and mouth with chin.
     n_segments: int = 96
     compactness: float = 10.0  # SLIC colour/space trade-off; higher = more grid-like segments
+    # "slic": SLIC superpixels, about `n_segments` of even size. "felzenszwalb": skimage's
+    # graph-based segmentation, whose segments follow colour edges at any size: a brow, an eye or
+    # a mouth is a segment of its own, the skin and a plain background a few large ones.
+    segmenter: Literal["slic", "felzenszwalb"] = "slic"
+    scale: float = 100.0  # felzenszwalb: higher = fewer, larger segments
+    min_size: int = 40  # felzenszwalb: the smallest segment, in pixels
     random_state: int = 0  # fixed, so the same face gives the same map
     # What a hidden segment shows. "median": the face under a median filter `hide_width` of its
     # side wide, where brows, eyes and mouth (all thinner than half of it) vanish into the skin
@@ -97,10 +95,21 @@ class LimeConfig:
     # what the smile was worth (measured on the demo model; see `hidden_face`).
     hide: Literal["median", "mean"] = "median"
     hide_width: float = 0.31  # the median filter's width as a share of the face's side
+    # The ridge penalty of each label's fit: lime_base's Ridge(alpha=1). Larger values shrink
+    # the weights towards 0, a prior that trades bias for variance at few samples (BayLIME).
+    alpha: float = 1.0
+    # A prior that neighbouring segments weigh alike (a Gaussian Markov random field on the
+    # segments' adjacency): `smoothness` × Σ over touching segments (w_i - w_j)² is added to each
+    # label's ridge penalty. 0 = lime_base's fit.
+    smoothness: float = 0.0
 
 
 def segment_face(face: np.ndarray, config: LimeConfig = LimeConfig()) -> np.ndarray:
-    """Superpixel labels (H×W int) used as LIME's interpretable features."""
+    """Superpixel labels (H×W int, from 0) used as LIME's interpretable features."""
+    if config.segmenter == "felzenszwalb":
+        return felzenszwalb(face, scale=config.scale, sigma=0.8, min_size=config.min_size)
+    if config.segmenter != "slic":
+        raise ValueError(f"LimeConfig.segmenter must be 'slic' or 'felzenszwalb', not {config.segmenter!r}.")
     return slic(face, n_segments=config.n_segments, compactness=config.compactness, sigma=1.0, start_label=0)
 
 
@@ -200,10 +209,15 @@ def _orthogonal_fit(
         model, face, fill_face(face, segments, config), segments, data, config.batch_size, progress
     )
     device = probs.device
+    penalty = None
+    if config.smoothness:
+        penalty = torch.from_numpy(config.smoothness * segment_laplacian(segments)).to(device)
     weights, r2 = weighted_ridge(
         torch.from_numpy(data).to(device, torch.float64),
         probs.double(),
         torch.from_numpy(lime_kernel_weights(data)).to(device),
+        alpha=config.alpha,
+        penalty=penalty,
     )
     return weights.cpu().numpy(), r2.cpu().numpy()
 
@@ -244,8 +258,28 @@ def lime_kernel_weights(data: np.ndarray) -> np.ndarray:
     return _LIME_IMAGE_KERNEL(distances)
 
 
+def segment_laplacian(segments: np.ndarray) -> np.ndarray:
+    """S×S float64 graph Laplacian of the segments' adjacency (segments touching side by side or
+    one above the other): wᵀLw = Σ over touching pairs (w_i - w_j)²."""
+    n = int(segments.max()) + 1
+    pairs = np.concatenate(
+        [
+            np.stack([segments[:, :-1].ravel(), segments[:, 1:].ravel()], 1),
+            np.stack([segments[:-1].ravel(), segments[1:].ravel()], 1),
+        ]
+    )
+    pairs = np.unique(np.sort(pairs[pairs[:, 0] != pairs[:, 1]], axis=1), axis=0)
+    adjacency = np.zeros((n, n))
+    adjacency[pairs[:, 0], pairs[:, 1]] = adjacency[pairs[:, 1], pairs[:, 0]] = 1.0
+    return np.diag(adjacency.sum(1)) - adjacency
+
+
 def weighted_ridge(
-    data: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, alpha: float = 1.0
+    data: torch.Tensor,
+    targets: torch.Tensor,
+    weights: torch.Tensor,
+    alpha: float = 1.0,
+    penalty: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(C×S coefficients, C R²) of one ridge regression per target column, as lime_base fits each
     label: scikit-learn's `Ridge(alpha=1, fit_intercept=True)` with `sample_weight`, then its
@@ -256,6 +290,8 @@ def weighted_ridge(
     root = weights.sqrt()[:, None]
     x, y = (data - data_mean) * root, (targets - target_mean) * root
     gram = x.T @ x + alpha * torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
+    if penalty is not None:  # S×S, added to the ridge's: a prior on the weights (LimeConfig.smoothness)
+        gram = gram + penalty
     coef = torch.linalg.solve(gram, x.T @ y).T
     predicted = (data - data_mean) @ coef.T + target_mean
     residual = weights @ (targets - predicted) ** 2
