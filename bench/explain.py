@@ -55,6 +55,9 @@ from emotion.pipeline import explain
 from emotion.timing import timed
 
 PARTS = ("detect", "classify", "gradcam", "lime", "total")
+# What the page shows first (face, probabilities, Grad-CAM), before LIME's maps follow.
+FIRST_MAPS = ("load", "detect", "classify", "gradcam")
+DESIGNS_TABLE = Path(__file__).parent / "results" / "lime-designs.txt"
 REFERENCE_SAMPLES = 1000
 # The astronaut's face in scikit-image's photo (fringe to chin, cheek to cheek), marked by hand.
 ASTRONAUT_FACE = Box(180, 60, 92, 129)
@@ -149,6 +152,7 @@ def time_reports(
     Without `detect`, each photo is a face crop and neither path looks for faces."""
     whole_image = "if_no_face" if detect else "always"
     times = {side: {part: [] for part in PARTS} for side in ("baseline", "project")}
+    times["project"]["first maps"] = []
     faces = []
     device = model.device
     with tqdm(total=repeats * len(photos), desc="timing reports", unit="face") as bar:
@@ -162,6 +166,7 @@ def time_reports(
                 for part in PARTS:
                     times["baseline"][part].append(base_t[part])
                     times["project"][part].append(report.timings_ms.get(part, 0.0))
+                times["project"]["first maps"].append(sum(report.timings_ms.get(p, 0.0) for p in FIRST_MAPS))
                 if repeat == 0:
                     face = report.faces[0]
                     if not np.array_equal(face.face, base_face):
@@ -226,6 +231,7 @@ def run(
     model_source: str | None = None,
     config: LimeConfig = LimeConfig(),
     detect: bool = True,
+    pointing_seeds: tuple[int, ...] = (41,),
 ) -> dict:
     model = load_model(model_source, device=device, precision="auto")
     reference = load_model(model_source, device=device, precision="fp32")
@@ -241,6 +247,10 @@ def run(
     ratios = {
         part: summary["baseline"][part]["median"] / max(summary["project"][part]["median"], 1e-9)
         for part in PARTS
+    }
+    fe = {
+        side: {part: stats["median"] * throughput / 1000 for part, stats in parts.items()}
+        for side, parts in summary.items()
     }
     return {
         "device": describe_device(model.device),
@@ -258,10 +268,36 @@ def run(
             "reference_samples": REFERENCE_SAMPLES,
         },
         "ms": summary,
+        "fe": fe,
         "speedup": ratios,
         "lime_agreement": lime_reference_agreement(model, reference, [c["face"] for c in crops], config),
         "gradcam_agreement": gradcam_agreement(model.labels, crops),
+        "pointing": pointing_on_seeds(model, pointing_seeds, config) if pointing_seeds else None,
     }
+
+
+def pointing_on_seeds(
+    model: EmotionModel, seeds: tuple[int, ...], config: LimeConfig, per_class: int = 30
+) -> dict:
+    """`bench.truth`'s pointing game for Grad-CAM and LIME (with `config`) on unseen synthetic
+    faces of each seed, `per_class` a class: the share of correctly classified faces whose
+    predicted emotion's map peaks on the regions that define it, overall and worst class."""
+    from bench.truth import pointing
+    from training.synthetic import make_dataset
+
+    rows = {}
+    for seed in seeds:
+        faces = make_dataset(per_class, seed=seed, workers=1)
+        table, right, total = pointing(model, faces, ("gradcam", "lime"), configs={"lime": config})
+        rows[seed] = {
+            method: {
+                "all": table[method]["all"]["pointing"],
+                "worst": min(v["pointing"] for k, v in table[method].items() if k != "all"),
+            }
+            for method in ("gradcam", "lime", "blob")
+        }
+        rows[seed]["faces"] = {"correct": right, "total": total}
+    return rows
 
 
 def model_throughput(model: EmotionModel, batch_size: int, batches: int = 3) -> float:
@@ -291,16 +327,28 @@ def format_result(result: dict) -> str:
         f"model alone: {result['model_images_per_s']:.0f} images/s at batch {result['lime']['batch_size']} "
         "(before and after, averaged)",
         "",
-        f"{'part':<10}{'baseline ms (min-max)':>26}{'project ms (min-max)':>26}{'speed-up':>10}",
+        "fe = ms × the model's images/s ÷ 1000: how many of its own forwards a part costs, on any CPU",
+        "",
+        f"{'part':<12}{'baseline ms (min-max)':>24}{'fe':>7}"
+        f"{'project ms (min-max)':>26}{'fe':>7}{'speed-up':>10}",
     ]
-    for part in PARTS:
+    fe = result["fe"]
+    for part in (*PARTS, "first maps"):
         if part == "detect" and not result["detect"]:
-            lines.append(f"{part:<10}{'not timed: from face crops (--no-detect)':>52}")
+            lines.append(f"{part:<12}{'not timed: from face crops (--no-detect)':>52}")
             continue
-        b, p = ms["baseline"][part], ms["project"][part]
+        p = ms["project"][part]
+        project = (
+            f"{p['median']:>9.1f} ({p['min']:.1f}-{p['max']:.1f})".ljust(26) + f"{fe['project'][part]:>7.0f}"
+        )
+        if part not in ms["baseline"]:
+            lines.append(f"{part:<12}{'(shown after LIME)':>24}{'':>7}  " + project)
+            continue
+        b = ms["baseline"][part]
         lines.append(
-            f"{part:<10}{b['median']:>9.1f} ({b['min']:.1f}-{b['max']:.1f})".ljust(36)
-            + f"{p['median']:>9.1f} ({p['min']:.1f}-{p['max']:.1f})".ljust(26)
+            f"{part:<12}{b['median']:>9.1f} ({b['min']:.1f}-{b['max']:.1f})".ljust(36)
+            + f"{fe['baseline'][part]:>7.0f}  "
+            + project
             + f"{result['speedup'][part]:>9.1f}×"
         )
     mean = result["lime_agreement"]["mean"]
@@ -322,6 +370,22 @@ def format_result(result: dict) -> str:
         f"Grad-CAM correlation with pytorch-grad-cam, per class: mean {cams['mean']:.5f}, "
         f"min {cams['min']:.5f}"
     )
+    if result.get("pointing"):
+        lines += [
+            "",
+            "Pointing game (bench.truth: the predicted emotion's map peaks on its regions), unseen faces:",
+        ]
+        for seed, row in result["pointing"].items():
+            lines.append(
+                f"  seed {seed} ({row['faces']['correct']} of {row['faces']['total']} classified right): "
+                + " · ".join(
+                    f"{name} {row[name]['all']:.1%} (worst class {row[name]['worst']:.0%})"
+                    for name in ("gradcam", "lime", "blob")
+                )
+            )
+    if DESIGNS_TABLE.exists():
+        lines += ["", f"The LIME designs tried ({DESIGNS_TABLE.relative_to(DESIGNS_TABLE.parents[2])}):"]
+        lines.append(DESIGNS_TABLE.read_text().rstrip())
     return "\n".join(lines)
 
 
@@ -346,6 +410,12 @@ def main(argv: list[str] | None = None) -> int:
         help="time from face crops, without face detection (chosen by itself where OpenCV has no "
         "Haar cascade, as OpenCV 5)",
     )
+    p.add_argument(
+        "--pointing-seeds",
+        default="41",
+        help="synthetic face seeds for the pointing game (comma-separated, 30 faces a class each; "
+        "empty: skip); default 41",
+    )
     p.add_argument("--json", type=Path, default=None, help="also write the result as JSON here")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -356,7 +426,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_detect and not detect:
         logging.info("This OpenCV has no Haar cascade: timing from face crops; time detection elsewhere.")
     config = LimeConfig(num_samples=args.lime_samples)
-    result = run(faces, repeats, args.device, args.model, config, detect)
+    seeds = () if args.quick else tuple(int(x) for x in args.pointing_seeds.split(",") if x.strip())
+    result = run(faces, repeats, args.device, args.model, config, detect, seeds)
     emit(format_result(result), result, args.json)
     return 0
 

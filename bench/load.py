@@ -8,17 +8,22 @@ itself on a free port of 127.0.0.1 and stops it at the end, whatever happens; th
             load starts: how busy the machine is, so runs can be compared;
   warm-up   a few `/explain` calls from one client, then the server's resident memory (RSS, with
             any child processes);
-  load      N gradio_client sessions at once (a thread and a Client each), M `/explain` calls
-            each on scikit-image's astronaut with the default methods: latency and outcome (ok,
-            or failed with the error's text) of every call;
+  load      N gradio_client sessions at once (a thread and a Client each), M presses of
+            Explain each on scikit-image's astronaut with the default methods, made as the page
+            makes them: `/explain_first` (face, probabilities, Grad-CAM) then `/explain_rest`
+            (LIME), each in its own lane. Per press: the time to the first maps, the time to
+            the whole result, and the outcome (ok, or failed with the error's text).
+            `--api` makes each press one `/explain` call instead (the whole result at once, as
+            gradio_client users call it, and as the page did before it streamed);
   flood     more calls submitted at once than the queue holds (app.ui.QUEUE_MAX waiting + 1
             running): each is answered, refused with Gradio's "queue is full", failed, or hung
             (no result within a bound); the excess must be refused, and quickly;
   end       the server's RSS again: growth since the warm-up.
 
 Targets: 0 failures; the flood's excess refused cleanly; RSS growth ≤ 10 % over ≥ 300 requests
-after the warm-up (with fewer requests the growth is printed but not judged). The exit status is
-0 when every judged target is met and the run was not cut short by --time-limit, else 1.
+after the warm-up (the defaults make 300; a run planned with fewer is refused unless
+`--skip-memory` says not to judge memory). The exit status is 0 when every judged target is met
+and the run was not cut short by --time-limit, else 1.
 
 With no --model, an untrained resnet10t is saved to a temporary folder and served: the load is on
 the page's plumbing and the explainers, which do the same work whatever the weights.
@@ -191,39 +196,65 @@ def _check_answer(result) -> None:
         raise ValueError(f"unexpected answer: {str(result)[:200]}")
 
 
-def call_explain(client, photo: str, deadline: Deadline) -> tuple[str, float, str | None]:
-    """One `/explain` call: (outcome "ok" / "failed" / "cut", seconds, error text)."""
+def _check_rest(result) -> None:
+    """The second step's answer carries LIME's five maps (a gallery of five)."""
+    galleries = [item for item in result if isinstance(item, list)] if isinstance(result, tuple) else []
+    if not any(len(g) == 5 for g in galleries):
+        raise ValueError(f"unexpected answer: {str(result)[:200]}")
+
+
+def call_explain(client, photo: str, deadline: Deadline, api: bool = False) -> dict:
+    """One press of Explain: {"outcome": "ok" / "failed" / "cut", "s": seconds to the whole
+    result, "first_s": seconds to the first maps, "error": text}. As the page makes it
+    (`/explain_first`, then `/explain_rest`), or with `api` as one `/explain` call, whose first
+    maps come with the whole result."""
     from gradio_client import handle_file
 
     start = time.perf_counter()
-    job = client.submit(handle_file(photo), api_name="/explain")
-    try:
-        result = job.result(timeout=max(deadline.left(), 0.01))
-        _check_answer(result)
-        return "ok", time.perf_counter() - start, None
-    except cf.TimeoutError:
-        job.cancel()
-        return "cut", time.perf_counter() - start, "cut by the time limit"
-    except Exception as err:  # every way a call can fail is what is being counted
-        return "failed", time.perf_counter() - start, _error_text(err)
+    record: dict = {"outcome": "ok", "s": None, "first_s": None, "error": None}
+    steps = (
+        [("/explain", (handle_file(photo),), _check_answer)]
+        if api
+        else [
+            ("/explain_first", (handle_file(photo),), _check_answer),
+            ("/explain_rest", (), _check_rest),
+        ]
+    )
+    for api_name, args, check in steps:
+        job = client.submit(*args, api_name=api_name)
+        try:
+            check(job.result(timeout=max(deadline.left(), 0.01)))
+        except cf.TimeoutError:
+            job.cancel()
+            record.update(outcome="cut", error="cut by the time limit")
+            break
+        except Exception as err:  # every way a call can fail is what is being counted
+            record.update(outcome="failed", error=_error_text(err))
+            break
+        if record["first_s"] is None:
+            record["first_s"] = time.perf_counter() - start
+    record["s"] = time.perf_counter() - start
+    return record
 
 
-def warm_up(url: str, photo: str, downloads: Path, deadline: Deadline) -> list[float]:
-    """Seconds of each warm-up call from one client; any failure here stops the run."""
+def warm_up(url: str, photo: str, downloads: Path, deadline: Deadline, api: bool) -> list[float]:
+    """Seconds of each warm-up press from one client; any failure here stops the run."""
     client = _client(url, downloads)
     seconds = []
     for _ in range(WARMUP_REQUESTS):
-        outcome, s, error = call_explain(client, photo, deadline)
-        if outcome == "cut":
+        record = call_explain(client, photo, deadline, api)
+        if record["outcome"] == "cut":
             raise TimeLimit("the warm-up")
-        if outcome != "ok":
-            raise RuntimeError(f"a warm-up request failed: {error}")
-        seconds.append(s)
+        if record["outcome"] != "ok":
+            raise RuntimeError(f"a warm-up request failed: {record['error']}")
+        seconds.append(record["s"])
     return seconds
 
 
-def load_phase(url: str, photo: str, sessions: int, requests: int, downloads: Path, deadline: Deadline):
-    """`sessions` clients at once, `requests` calls each; one record per call (in the order done)."""
+def load_phase(
+    url: str, photo: str, sessions: int, requests: int, downloads: Path, deadline: Deadline, api: bool
+):
+    """`sessions` clients at once, `requests` presses each; one record per press (in the order done)."""
     records: list[dict] = []
     lock = threading.Lock()
     barrier = threading.Barrier(sessions)
@@ -241,12 +272,12 @@ def load_phase(url: str, photo: str, sessions: int, requests: int, downloads: Pa
             if deadline.passed():
                 return
             if client is None:
-                outcome, s = "failed", 0.0
+                record = {"outcome": "failed", "s": 0.0, "first_s": None, "error": error}
             else:
-                outcome, s, error = call_explain(client, photo, deadline)
+                record = call_explain(client, photo, deadline, api)
             with lock:
-                records.append({"session": index, "outcome": outcome, "s": s, "error": error})
-            if outcome == "cut":
+                records.append({"session": index, **record})
+            if record["outcome"] == "cut":
                 return
 
     threads = [threading.Thread(target=session, args=(i,), daemon=True) for i in range(sessions)]
@@ -306,6 +337,7 @@ def _percentile(values: list[float], q: float) -> float | None:
 
 def summarise_load(records: list[dict], sessions: int, requests: int) -> dict:
     ok = [r["s"] for r in records if r["outcome"] == "ok"]
+    first = [r["first_s"] for r in records if r["outcome"] == "ok"]
     errors = Counter(r["error"] for r in records if r["outcome"] == "failed")
     return {
         "sessions": sessions,
@@ -321,6 +353,7 @@ def summarise_load(records: list[dict], sessions: int, requests: int) -> dict:
             "mean": statistics.fmean(ok) if ok else None,
             "max": max(ok) if ok else None,
         },
+        "first_maps_s": {"p50": _percentile(first, 50), "p95": _percentile(first, 95)},
     }
 
 
@@ -352,6 +385,9 @@ def run(
     time_limit_s: float = 900.0,
     flood: int | None = None,
     app_args: list[str] | None = None,
+    *,
+    api: bool = False,
+    judge_memory: bool = True,
 ) -> dict:
     """The whole benchmark; the server is always stopped before this returns."""
     from app.ui import QUEUE_MAX
@@ -364,6 +400,8 @@ def run(
         "requests": requests,
         "time_limit_s": time_limit_s,
         "app_args": app_args or [],
+        "presses": "one /explain call" if api else "/explain_first then /explain_rest, as the page",
+        "judge_memory": judge_memory,
         "aborted": None,
         "load": None,
         "flood": None,
@@ -383,11 +421,11 @@ def run(
             proc, url = start_server(source, tmp / "app.log", deadline, app_args)
             result["server"] = url
             phase = "the warm-up"
-            warm = warm_up(url, photo, downloads, deadline)
+            warm = warm_up(url, photo, downloads, deadline, api)
             result["warmup_s"] = warm
             result["rss_mb"]["after_warmup"] = rss_mb(proc.pid)
             phase = "the load"
-            records = load_phase(url, photo, sessions, requests, downloads, deadline)
+            records = load_phase(url, photo, sessions, requests, downloads, deadline, api)
             result["load"] = summarise_load(records, sessions, requests)
             if deadline.passed() or any(r["outcome"] == "cut" for r in records):
                 raise TimeLimit(phase)
@@ -432,9 +470,12 @@ def judge(result: dict) -> dict:
             and flood["answered"] + flood["refused"] == flood["flooded"]
             and flood["refused_within_s"] <= REFUSE_WITHIN_S
         )
-    memory = None
-    if rss["growth_pct"] is not None and result["requests_after_warmup"] >= RSS_MIN_REQUESTS:
-        memory = rss["growth_pct"] <= RSS_GROWTH_MAX_PCT
+    memory = None  # --skip-memory, or not run: growth printed, not judged
+    if result.get("judge_memory", True):
+        if rss["growth_pct"] is not None and result["requests_after_warmup"] >= RSS_MIN_REQUESTS:
+            memory = rss["growth_pct"] <= RSS_GROWTH_MAX_PCT
+        elif rss["end"] is not None and not result["aborted"]:
+            memory = False  # asked to judge and the run could not: a failure, not a pass
     return {"no_failures": no_failures, "refused_cleanly": refused, "rss_growth": memory}
 
 
@@ -463,9 +504,17 @@ def format_result(result: dict) -> str:
         for error, n in load["errors"].items():
             lines.append(f"  {n}× {error}")
         if lat["p50"] is not None:
+            first = load.get("first_maps_s") or {}
+            fe = _fe(result)
             lines.append(
-                f"latency (ok calls): p50 {lat['p50']:.2f} s, p95 {lat['p95']:.2f} s, max {lat['max']:.2f} s"
+                f"whole result (ok presses): p50 {lat['p50']:.2f} s{fe(lat['p50'])}, "
+                f"p95 {lat['p95']:.2f} s{fe(lat['p95'])}, max {lat['max']:.2f} s"
             )
+            if first.get("p50") is not None:
+                lines.append(
+                    f"first maps: p50 {first['p50']:.2f} s{fe(first['p50'])}, "
+                    f"p95 {first['p95']:.2f} s{fe(first['p95'])}"
+                )
     flood = result["flood"]
     if flood:
         refused_in = "-" if flood["refused_within_s"] is None else f"{flood['refused_within_s']:.2f} s"
@@ -489,12 +538,26 @@ def format_result(result: dict) -> str:
         lines.append(
             f"server RSS: {rss['after_warmup']:.0f} MB after the warm-up → {end} at the end{growth} over "
             f"{n} requests   target ≤ {RSS_GROWTH_MAX_PCT:.0f} % over ≥ {RSS_MIN_REQUESTS} requests: "
-            + _verdict(targets["rss_growth"], f"{n} requests" if rss["growth_pct"] is not None else "not run")
+            + _verdict(targets["rss_growth"], _memory_not_judged(result, n))
         )
+        if targets["rss_growth"] is False and n < RSS_MIN_REQUESTS:
+            lines.append(f"  only {n} requests: too few to judge memory growth")
     lines.append(f"wall time: {result['wall_s']:.0f} s (limit {result['time_limit_s']:.0f} s)")
     if result["aborted"]:
         lines.append(f"ABORTED: {result['aborted']}; the figures above are what was done")
     return "\n".join(lines)
+
+
+def _fe(result: dict):
+    """Seconds → " (N fe)": the model's own forwards the wait is worth on this machine now."""
+    speed = result.get("model_images_per_s")
+    return lambda seconds: f" ({seconds * speed:.0f} fe)" if speed else ""
+
+
+def _memory_not_judged(result: dict, requests: int) -> str:
+    if not result.get("judge_memory", True):
+        return "--skip-memory"
+    return f"{requests} requests" if result["rss_mb"]["growth_pct"] is not None else "not run"
 
 
 def passed(result: dict) -> bool:
@@ -507,7 +570,22 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m bench.load", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--sessions", type=int, default=20, help="concurrent client sessions; default 20")
-    p.add_argument("--requests", type=int, default=10, help="/explain calls per session; default 10")
+    p.add_argument(
+        "--requests",
+        type=int,
+        default=15,
+        help=f"presses of Explain per session; default 15 (20 × 15 = {RSS_MIN_REQUESTS}: memory is judged)",
+    )
+    p.add_argument(
+        "--api",
+        action="store_true",
+        help="each press is one /explain call (the whole result at once) instead of the page's two steps",
+    )
+    p.add_argument(
+        "--skip-memory",
+        action="store_true",
+        help=f"do not judge memory growth (needed below {RSS_MIN_REQUESTS} requests)",
+    )
     p.add_argument(
         "--model", default=None, help="model folder or Hub id to serve; default: an untrained resnet10t"
     )
@@ -537,8 +615,22 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--flood must be at least 1")
     if args.time_limit <= 0:
         p.error("--time-limit must be positive")
+    if not args.skip_memory and args.sessions * args.requests < RSS_MIN_REQUESTS:
+        p.error(
+            f"{args.sessions} sessions × {args.requests} requests are too few to judge memory growth "
+            f"(at least {RSS_MIN_REQUESTS}): raise --sessions or --requests, or pass --skip-memory."
+        )
     app_args = None if args.lime_samples is None else ["--lime-samples", str(args.lime_samples)]
-    result = run(args.sessions, args.requests, args.model, args.time_limit, args.flood, app_args)
+    result = run(
+        args.sessions,
+        args.requests,
+        args.model,
+        args.time_limit,
+        args.flood,
+        app_args,
+        api=args.api,
+        judge_memory=not args.skip_memory,
+    )
     emit(format_result(result), result, args.json)
     return 0 if passed(result) else 1
 

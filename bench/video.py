@@ -4,13 +4,16 @@
 Frames per second of detection + classification + Grad-CAM of every label on a stream of
 640×480 frames, `emotion.video.analyze_frame` against the same work done off the shelf
 (the photo detection settings on the full frame, classification in fp32, pytorch-grad-cam
-called once per class), alternating frame by frame. Without `--input` the stream is made
+called once per class at the layer the project's video maps read: the last stage), alternating
+frame by frame. The maps themselves are compared too: pytorch-grad-cam's on the project's own
+crops against the project's (correlation per class). Without `--input` the stream is made
 here: two faces (the astronaut's and a synthetic one) drifting over a textured backdrop.
 The project path follows faces between detections (`emotion.follow`: the cascade on every
 K-th frame, and on any frame where a face is lost; `--detect-every 1` runs it on every frame),
 and classifies the faces of `--batch-frames` frames in one forward (`analyze_frames`; 1 = frame
 by frame).
-The bare model's images/s, measured before and after, is printed beside the figures.
+The bare model's images/s, measured before and after, is printed beside the figures, and each
+path's time per frame in forward-equivalents (fe: ms × images/s ÷ 1000).
 
 Also reports, for each path, how many of the planted faces its boxes land on (a box counts as
 a hit when it overlaps a planted face at IoU ≥ 0.5, one box per face), how many planted faces
@@ -38,6 +41,7 @@ from bench import describe_device, emit, sync_device
 from bench.explain import ASTRONAUT_FACE as PHOTO_FACE
 from bench.explain import Baseline, model_throughput
 from emotion.cli import command
+from emotion.explainers.compare import map_correlation
 from emotion.explainers.lime import LimeConfig
 from emotion.faces import Box, DetectConfig, crop_face, detect_faces
 from emotion.follow import FaceFollower, FollowConfig
@@ -46,6 +50,7 @@ from emotion.tracks import greedy_pairs
 from emotion.video import (
     FRAMES_PER_FORWARD,
     VIDEO_DETECT,
+    FrameFaces,
     analyze_frame,
     analyze_frames,
     batches,
@@ -130,6 +135,16 @@ def baseline_frame(baseline: Baseline, frame: np.ndarray) -> list[Box]:
     return boxes
 
 
+def map_agreement(baseline: Baseline, faces: FrameFaces, every: int = 4) -> list[float]:
+    """Correlation of the project's Grad-CAM of each label with pytorch-grad-cam's, on the
+    project's own crops of this frame (every `every`-th face crop is enough to show drift)."""
+    rows = []
+    for crop, cams in list(zip(faces.crops, faces.gradcams, strict=True))[::every]:
+        reference = baseline.gradcams(crop)
+        rows += [map_correlation(ours, theirs) for ours, theirs in zip(cams, reference, strict=True)]
+    return rows
+
+
 def detection_counts(found: list[list[Box]], planted: list[list[Box]] | None) -> dict:
     """Boxes per frame, and with planted faces the hits, misses and false positives summed
     over the frames (`match_faces`)."""
@@ -158,7 +173,8 @@ def run(
     reference = load_model(model_source, device=device, precision="fp32")
     model.warm_up()
     reference.warm_up()
-    baseline = Baseline(reference)
+    # The layer the video maps read (the last stage), so both paths make the same maps.
+    baseline = Baseline(reference, cam_layer=model.cam_layer_name)
     for frame in frames[:2]:  # warm-up: first calls pay for lazy set-up
         analyze_frame(model, frame)
         baseline_frame(baseline, frame)
@@ -167,6 +183,7 @@ def run(
     times = {"baseline": [], "project": []}
     found = {"baseline": [], "project": []}
     parts: dict[str, list[float]] = {}
+    agreement: list[float] = []
     with tqdm(total=len(frames), desc="frames", unit="frame") as bar:
         for batch in batches(frames, chunk):
             for frame in batch:
@@ -181,11 +198,13 @@ def run(
             times["project"].append(time.perf_counter() - start)
             for result in results:
                 found["project"].append(result.boxes)
+                agreement += map_agreement(baseline, result)
                 for part, ms in result.timings_ms.items():
                     parts.setdefault(part, []).append(ms)
             bar.update(len(batch))
     fps = {side: len(frames) / sum(values) for side, values in times.items()}
     speed = (speed_before + model_throughput(model, BARE_BATCH)) / 2
+    fe_per_frame = {side: speed / value for side, value in fps.items()}
     return {
         "model_images_per_s": speed,
         "model_batch": BARE_BATCH,
@@ -195,11 +214,18 @@ def run(
         "device": describe_device(model.device),
         "model": model.source,
         "precision": model.precision,
+        "cam_layer": model.cam_layer_name,
         "frames": len(frames),
         "frame_size": list(frames[0].shape[1::-1]),
         "video_detect": asdict(VIDEO_DETECT),
         "fps": fps,
+        "fe_per_frame": fe_per_frame,
         "speedup": fps["project"] / fps["baseline"],
+        "gradcam_agreement": {
+            "maps": len(agreement),
+            "mean": float(np.mean(agreement)) if agreement else None,
+            "min": float(np.min(agreement)) if agreement else None,
+        },
         "project_ms_mean": {part: statistics.fmean(values) for part, values in parts.items()},
         "detection": {side: detection_counts(boxes, planted) for side, boxes in found.items()},
     }
@@ -216,7 +242,14 @@ def format_result(result: dict) -> str:
     ]
     for side in ("baseline", "project"):
         lines.append(
-            f"{side:<10}{result['fps'][side]:7.1f} frames/s   {_detection_line(result['detection'][side])}"
+            f"{side:<10}{result['fps'][side]:7.1f} frames/s ({1000 / result['fps'][side]:.1f} ms, "
+            f"{result['fe_per_frame'][side]:.1f} fe a frame)   {_detection_line(result['detection'][side])}"
+        )
+    cams = result["gradcam_agreement"]
+    if cams["maps"]:
+        lines.append(
+            f"Grad-CAM at {result['cam_layer']}, correlation with pytorch-grad-cam's on the same crops "
+            f"(per class): mean {cams['mean']:.5f}, min {cams['min']:.5f}"
         )
     lines += [
         f"speed-up  {result['speedup']:7.1f}×",

@@ -18,7 +18,17 @@ def test_bench_load_short_form_answers_everything_and_refuses_the_flood_cleanly(
     out = tmp_path / "load.json"
     # Fewer LIME samples keep the 17 answered flood calls short on 2 busy cores; the time limit
     # stops the run (and the server) if something hangs.
-    argv = ["--sessions", "4", "--requests", "2", "--lime-samples", "16", "--time-limit", "150"]
+    argv = [
+        "--sessions",
+        "4",
+        "--requests",
+        "2",
+        "--lime-samples",
+        "16",
+        "--time-limit",
+        "150",
+        "--skip-memory",
+    ]
     code = main([*argv, "--json", str(out)])
     printed = capsys.readouterr().out
     result = json.loads(out.read_text())
@@ -27,6 +37,8 @@ def test_bench_load_short_form_answers_everything_and_refuses_the_flood_cleanly(
     load = result["load"]
     assert (load["planned"], load["done"], load["ok"], load["failed"]) == (8, 8, 8, 0), printed
     assert 0 < load["latency_s"]["p50"] <= load["latency_s"]["p95"] <= load["latency_s"]["max"]
+    # Pressed as the page presses: the first maps come before the whole result.
+    assert 0 < load["first_maps_s"]["p50"] < load["latency_s"]["p50"]
 
     flood = result["flood"]
     assert flood["capacity"] == QUEUE_MAX + 1 and flood["flooded"] == 2 * flood["capacity"]
@@ -41,10 +53,10 @@ def test_bench_load_short_form_answers_everything_and_refuses_the_flood_cleanly(
     assert rss["after_warmup"] > 0 and rss["end"] > 0 and rss["growth_pct"] is not None
     assert result["requests_after_warmup"] == 8 + flood["answered"]
     assert result["model_images_per_s"] > 0 and result["wall_s"] > 0
-    # 8 + ~17 requests are too few to judge memory growth: said so, not passed or failed.
+    # 8 + ~17 requests are too few to judge memory growth, and --skip-memory said not to.
     assert result["targets"] == {"no_failures": True, "refused_cleanly": True, "rss_growth": None}
     assert code == 0
-    for text in ("4 sessions × 2 requests", "p50", "p95", "refused", "server RSS", "not judged"):
+    for text in ("4 sessions × 2 requests", "first maps", "fe)", "refused", "server RSS", "--skip-memory"):
         assert text in printed
 
 
@@ -86,12 +98,24 @@ def _result(**changes) -> dict:
     return result
 
 
+def test_bench_load_refuses_a_run_too_short_to_judge_memory_unless_told(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["--sessions", "4", "--requests", "2"])
+    assert stop.value.code == 2
+    assert "too few to judge memory" in capsys.readouterr().err
+
+
 def test_bench_load_judges_each_target_and_says_which_were_not_judged():
     assert judge(_result()) == {"no_failures": True, "refused_cleanly": True, "rss_growth": False}
+    # Asked to judge memory (the default) and too few requests to: a failure, said why.
     few = _result(requests_after_warmup=RSS_MIN_REQUESTS - 1)
-    assert judge(few)["rss_growth"] is None
+    assert judge(few)["rss_growth"] is False
     few["targets"] = judge(few)
-    assert f"not judged ({RSS_MIN_REQUESTS - 1} requests)" in format_result(few)
+    assert f"only {RSS_MIN_REQUESTS - 1} requests: too few" in format_result(few)
+    skipped = _result(requests_after_warmup=RSS_MIN_REQUESTS - 1, judge_memory=False)
+    skipped["targets"] = judge(skipped)
+    assert skipped["targets"]["rss_growth"] is None
+    assert "not judged (--skip-memory)" in format_result(skipped)
 
     hung = _result()
     hung["flood"] = {**hung["flood"], "refused": 0, "hung": 1}

@@ -293,6 +293,10 @@ def test_bench_video_runs(demo_folder, tmp_path):
         assert found["planted"] == 8 and found["hits"] + found["misses"] == 8, side
         # Measured on this stream: 6 of 8 by either path, no box off a face.
         assert found["hits"] >= 4 and found["false_positives"] == 0, (side, found)
+    # Both paths make the same maps: the baseline's pytorch-grad-cam at the project's layer.
+    assert result["cam_layer"] == "layer4"
+    assert result["gradcam_agreement"]["maps"] > 0 and result["gradcam_agreement"]["min"] >= 0.99
+    assert all(result["fe_per_frame"][side] > 0 for side in ("baseline", "project"))
 
 
 def test_bench_video_counts_only_boxes_on_planted_faces_as_found():
