@@ -227,6 +227,10 @@ class ExplainRequest:
     methods: tuple[str, ...]
     faithfulness: bool
 
+    def where(self) -> dict[str, Any]:
+        """The face to explain, as `classify` and `explain` take it."""
+        return {"face": self.number - 1, "whole_image": "if_no_face" if self.whole_image else "never"}
+
 
 def read_request(
     path: dict | str | None,
@@ -274,6 +278,14 @@ def boxed_photo(request: ExplainRequest, report: Report) -> np.ndarray:
     return draw_boxes(request.photo, report.boxes, result.index) if report.boxes else request.photo
 
 
+def _offered_and_picked(
+    methods: Sequence[Explainer], picked: Sequence[Explainer] | None
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The names of the methods offered, and of those run when the caller names none (all)."""
+    names = tuple(e.name for e in methods)
+    return names, names if picked is None else tuple(e.name for e in picked)
+
+
 def make_explain_fn(
     served: PendingModel,
     methods: Sequence[Explainer],
@@ -285,8 +297,7 @@ def make_explain_fn(
     `picked` (default: all of them) are the methods run when the caller names none. The whole
     result at once, for API callers; the page itself shows it in two steps (`make_first_maps_fn`,
     `make_remaining_maps_fn`)."""
-    names = tuple(e.name for e in methods)
-    default_picked = names if picked is None else tuple(e.name for e in picked)
+    names, default_picked = _offered_and_picked(methods, picked)
 
     def explain_face(
         path: dict | str | None,
@@ -308,8 +319,7 @@ def make_explain_fn(
                 served.get(),  # while the model is being prepared: how long is left
                 request.photo,
                 request.methods,
-                face=request.number - 1,
-                whole_image="if_no_face" if request.whole_image else "never",
+                **request.where(),
                 progress=lambda frac, desc: progress(frac, desc=desc),
                 deadline=deadline,
                 faithfulness=request.faithfulness,
@@ -336,8 +346,7 @@ def make_first_maps_fn(
     """The page's first step (/explain_first): the face classified and the quick methods'
     maps (Grad-CAM), shown while the slow ones (LIME) are computed by the next step, which
     takes the report from the session's state. Outputs as /explain's, then that state."""
-    names = tuple(e.name for e in methods)
-    default_picked = names if picked is None else tuple(e.name for e in picked)
+    names, default_picked = _offered_and_picked(methods, picked)
 
     def first_maps(
         path: dict | str | None,
@@ -355,12 +364,7 @@ def make_first_maps_fn(
         quick, slow = split_quick(request.methods)
         with said_to_the_user(request.number):
             model = served.get()
-            report = classify(
-                model,
-                request.photo,
-                face=request.number - 1,
-                whole_image="if_no_face" if request.whole_image else "never",
-            )
+            report = classify(model, request.photo, **request.where())
             add_explanations(model, report, quick, deadline=Deadline(PHOTO_TIME_LIMIT_S), **configs)
         result = report.faces[0]
         following = ", ".join(title_of(name) for name in slow)
@@ -368,7 +372,7 @@ def make_first_maps_fn(
             following = ", ".join(filter(None, [following, "the faithfulness figures"]))
         summary = summary_text(report, result)
         if following:
-            summary = f"⏳ {following} to follow…\n\n{summary}"
+            summary = f"*{following} to follow…*\n\n{summary}"
         boxed = boxed_photo(request, report)
         return (boxed, result.probs, *galleries_of(report, names), summary, (request, report))
 

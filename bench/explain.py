@@ -282,20 +282,14 @@ def pointing_on_seeds(
     """`bench.truth`'s pointing game for Grad-CAM and LIME (with `config`) on unseen synthetic
     faces of each seed, `per_class` a class: the share of correctly classified faces whose
     predicted emotion's map peaks on the regions that define it, overall and worst class."""
-    from bench.truth import pointing
+    from bench.truth import overall_and_worst, pointing
     from training.synthetic import make_dataset
 
     rows = {}
     for seed in seeds:
         faces = make_dataset(per_class, seed=seed, workers=1)
         table, right, total = pointing(model, faces, ("gradcam", "lime"), configs={"lime": config})
-        rows[seed] = {
-            method: {
-                "all": table[method]["all"]["pointing"],
-                "worst": min(v["pointing"] for k, v in table[method].items() if k != "all"),
-            }
-            for method in ("gradcam", "lime", "blob")
-        }
+        rows[seed] = {name: overall_and_worst(table, name) for name in ("gradcam", "lime", "blob")}
         rows[seed]["faces"] = {"correct": right, "total": total}
     return rows
 

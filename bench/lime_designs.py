@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -27,11 +26,10 @@ from tqdm import tqdm
 
 from bench import emit
 from bench.explain import REFERENCE_SAMPLES, bench_faces, model_throughput
+from bench.truth import overall_and_worst, pointing
 from emotion.cli import command
 from emotion.explainers.compare import lime_agreement
-from emotion.explainers.groundtruth import pointing_score
-from emotion.explainers.lime import LimeConfig, lime_explain, lime_weights, segment_face
-from emotion.labels import EMOTIONS
+from emotion.explainers.lime import LimeConfig, lime_weights, segment_face
 from emotion.model import EmotionModel
 from emotion.model_io import load_model
 from training.synthetic import SyntheticSet, make_dataset
@@ -76,21 +74,16 @@ DESIGNS: dict[str, dict] = {
 }
 
 
-def pointing(model: EmotionModel, faces: SyntheticSet, config: LimeConfig) -> dict[str, float]:
-    """Pointing score of LIME's map of the true emotion, per class and over all correctly
-    classified faces, and LIME's mean ms per face."""
-    pred = model.predict(faces.images).argmax(1)
-    right = np.flatnonzero(pred == faces.labels)
-    start = time.perf_counter()
-    maps = lime_explain(model, faces.images[right], None, None, config)
-    ms = (time.perf_counter() - start) * 1000 / max(len(right), 1)
-    hits: dict[str, list[float]] = {}
-    for face_maps, i in zip(maps, right, strict=True):
-        label = EMOTIONS[faces.labels[i]]
-        hits.setdefault(label, []).append(pointing_score(face_maps[label], faces.defining_mask(i, label)))
-    table = {label: float(np.mean(v)) for label, v in hits.items()}
-    every = [h for v in hits.values() for h in v]
-    return {"all": float(np.mean(every)), "worst": min(table.values()), "per_class": table, "ms_per_face": ms}
+def lime_pointing(model: EmotionModel, faces: SyntheticSet, config: LimeConfig) -> dict:
+    """`bench.truth`'s pointing game for LIME with `config`: overall and in the worst class, with
+    the per-class scores, and LIME's mean ms per correctly classified face."""
+    seconds: dict[str, float] = {}
+    table, right, _ = pointing(model, faces, ("lime",), configs={"lime": config}, seconds=seconds)
+    return {
+        **overall_and_worst(table, "lime"),
+        "per_class": {k: v["pointing"] for k, v in table["lime"].items() if k != "all"},
+        "ms_per_face": seconds["lime"] * 1000 / max(right, 1),
+    }
 
 
 METRICS = ("top_k_overlap", "rank_correlation")
@@ -162,7 +155,7 @@ def run(designs: list[str], agreement_seed: int, pointing_seed: int, faces: int,
     for name in tqdm(designs, desc="designs", unit="design"):
         config = replace(LimeConfig(), **DESIGNS[name])
         bare = model_throughput(model, 128)
-        point = pointing(model, truth, config)
+        point = lime_pointing(model, truth, config)
         agree = agreement(model, crops, config, refs)
         rows.append(
             {
