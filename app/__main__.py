@@ -17,14 +17,14 @@ import os
 import sys
 
 from app.memory import limit_malloc_arenas
-from emotion.cli import command
+from emotion.cli import command, program_name
 
 log = logging.getLogger("app")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m app", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=program_name("app"), description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
         "--model",
@@ -62,8 +62,8 @@ def _warmed_up(model, lime):
 def _demo_model(lime, *, own: bool = False):
     """The synthetic demo model: loaded now if one is built or shipped, else built in the
     background while the page already answers (a first build takes about 4 minutes)."""
+    from app.pending import PendingModel
     from emotion import load_model
-    from emotion.pending import PendingModel
     from training.demo import EXPECTED_BUILD_S, ensure_demo_model, ready_demo_model
 
     def serving(model):
@@ -105,11 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
     limit_malloc_arenas()  # before Gradio starts its worker threads
+    from app.pending import PendingModel
     from app.ui import CSS, MAX_UPLOAD, QUEUE_MAX, build_demo
     from emotion import load_model
     from emotion.explainers.lime import LimeConfig
     from emotion.explainers.registry import method_names, parse_methods
-    from emotion.pending import PendingModel
 
     methods = None if args.methods is None else parse_methods(args.methods)
     lime = LimeConfig() if args.lime_samples is None else LimeConfig(num_samples=args.lime_samples)
@@ -118,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         served = _demo_model(lime, own=args.own_demo)
     demo = build_demo(served, methods=methods, choices=method_names(), lime=lime)
+    # bench.load reads this line to size its flood: it measures the page as served.
+    log.info("The queue holds %d requests waiting; more are refused.", QUEUE_MAX)
     # No allowed_paths: the page serves only its own files and Gradio's cache.
     demo.queue(max_size=QUEUE_MAX).launch(
         server_name=args.host,

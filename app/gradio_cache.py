@@ -14,10 +14,11 @@ them all.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from gradio import processing_utils
+
+from emotion.storage.files import write_file_atomically
 
 
 def save_pil_to_cache(img, cache_dir: str, name: str = "image", format: str = "webp") -> str:
@@ -31,14 +32,7 @@ def save_pil_to_cache(img, cache_dir: str, name: str = "image", format: str = "w
         # `delete_cache` ages files by ctime: a reused copy must not expire on its first use's clock.
         os.utime(path)
         return str(path)
-    fd, staging = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(data)
-        os.replace(staging, path)
-    except BaseException:
-        Path(staging).unlink(missing_ok=True)
-        raise
+    write_file_atomically(path, data)
     return str(path)
 
 

@@ -1,12 +1,11 @@
 """The server's resident memory stays flat under a crowd: glibc's malloc, tuned for a long-lived
 process whose threads allocate and free image-sized arrays all day.
 
-Measured with `python -m bench.load --sessions 20 --requests 15` (333 requests after warm-up):
-+41 % without either measure, +8 % to +21 % in five runs with the arena cap alone, +2.8 % and
-+1.1 % with both (p50 latency 23.8-24.0 s against 22.4-22.6 s with the cap alone: one
-malloc_trim per request; the bare model at 190-205 images/s in all these runs).
-A fixed mmap threshold (256 kB or 2 MB) instead of the trim gave +2.7 % / +6.3 % at 25.4 s.
-Where there is no glibc, both are no-ops and the platform's allocator decides.
+Two measures: at most 2 malloc arenas (glibc gives each of Gradio's worker threads its own,
+and freed pages stay in them), and `malloc_trim` after each request, which hands freed pages
+back to the system. Each alone left the memory growing under `python -m bench.load`; both kept
+it flat (figures in docs/findings.md). Where there is no glibc, both are no-ops and the
+platform's allocator decides.
 """
 
 from __future__ import annotations

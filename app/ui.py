@@ -13,19 +13,24 @@ import numpy as np
 
 import app.gradio_cache  # noqa: F401  (atomic output images: see its docstring)
 from app.memory import trimmed
+from app.pending import ModelNotReadyError, PendingModel
 from emotion import EmotionLensError, EmotionModel
 from emotion.errors import FaceIndexError
+from emotion.evaluation.shortcut_view import (
+    model_report_markdown,
+    no_report_text,
+    pictures_html,
+    report_folder_of,
+)
 from emotion.explainers.figures import DELETION_AUC, INSERTION_AUC, faithfulness_caption, figure_caption
 from emotion.explainers.registry import Explainer, check_configs, resolve_methods, split_quick, title_of
 from emotion.explainers.render import colour_scale_html, overlays
-from emotion.faces import detect_faces, draw_boxes, load_image
-from emotion.model_io import is_shipped_demo
-from emotion.pending import ModelNotReadyError, PendingModel
-from emotion.pipeline import add_explanations, classify, explain
-from emotion.report import FaceResult, Report
-from emotion.shortcut import model_report_markdown, no_report_text, pictures_html, report_folder_of
-from emotion.timeline import VideoLimits, analyze_video, timeline_csv, timeline_image
+from emotion.photo.faces import detect_faces, draw_boxes, load_image
+from emotion.photo.pipeline import add_explanations, classify, explain
+from emotion.photo.report import FaceResult, Report
+from emotion.storage.model_folder import is_shipped_demo
 from emotion.timing import Deadline
+from emotion.video.timeline import VideoLimits, analyze_video, timeline_csv, timeline_image
 
 EXAMPLES_DIR = Path(__file__).parent / "examples"
 TITLE = "Emotion Lens"
@@ -78,11 +83,11 @@ CSS = """
 """
 # Bounds for a public page on 2 CPU cores, each with its reason.
 # Explanations run one at a time (two would only share the cores), about 1 s each there. The
-# queue holds 32: a crowd of 20 visitors waiting for one answer each is served (with 16, bench.load's
-# 20 sessions had 205 of 300 requests refused), the one at the back waits about half a minute,
-# and the 34th request is refused at once with "queue is full" rather than left hanging.
+# queue holds 32: a crowd of 20 visitors waiting for one answer each is served (`python -m
+# bench.load`), the one at the back waits about half a minute, and the 34th request is refused at
+# once with "queue is full" rather than left hanging.
 QUEUE_MAX = 32
-# Photos are decoded up to 50 MP (emotion.faces.MAX_PIXELS), videos read for 30 s at up to 1920
+# Photos are decoded up to 50 MP (emotion.photo.faces.MAX_PIXELS), videos read for 30 s at up to 1920
 # px on the longer side (VIDEO_LIMITS): 50 MB holds any camera's JPEG and a 30-s phone clip at 1080p (about
 # 10 Mbit/s), and stops a 1 GB upload before it reaches the disk.
 MAX_UPLOAD = "50mb"
@@ -197,10 +202,8 @@ def _photo_or_error(upload: dict | str | None) -> np.ndarray:
     path = upload.get("path") if isinstance(upload, dict) else upload
     if not path:
         raise gr.Error("Upload a photo first (or pick an example below).")
-    try:
+    with said_to_the_user():
         return load_image(path)
-    except EmotionLensError as err:
-        raise gr.Error(str(err)) from err
 
 
 def preview_faces(path: dict | str | None):
@@ -252,8 +255,9 @@ def read_request(
 
 
 @contextmanager
-def said_to_the_user(number: int) -> Iterator[None]:
-    """The project's errors as messages on the page, each with what to do."""
+def said_to_the_user(number: int | None = None) -> Iterator[None]:
+    """The project's errors as messages on the page, each with what to do; `number` is the face
+    the user asked for, as the page numbers faces (from 1)."""
     try:
         yield
     except FaceIndexError as err:
@@ -439,15 +443,11 @@ def make_video_fn(served: PendingModel, limits: VideoLimits = VIDEO_LIMITS):
         """Every face of the video tracked: the timeline plot of its five probabilities, a
         summary, the key frames with Grad-CAM (captioned), and the timeline as CSV."""
         path = _video_path(upload)
-        try:
+        with said_to_the_user():
             model = served.get()
             timeline = analyze_video(
                 model, path, limits, progress=lambda frac, desc: progress(frac, desc=desc)
             )
-        except ModelNotReadyError as err:
-            raise gr.Error(str(err), title="Still preparing", print_exception=False) from err
-        except EmotionLensError as err:
-            raise gr.Error(str(err)) from err
         lines = [f"⚠️ {note}" for note in timeline.notes] + timeline.summary()
         lines.append(timings_text(timeline.timings_ms, "video"))
         keys = [(k.image, k.caption()) for k in timeline.key_frames]
@@ -458,7 +458,7 @@ def make_video_fn(served: PendingModel, limits: VideoLimits = VIDEO_LIMITS):
 
 
 def model_report(served: PendingModel) -> tuple[str, str]:
-    """The served model's shortcut report (training.report): its words and table (Markdown), its
+    """The served model's shortcut report (training.shortcuts): its words and table (Markdown), its
     pictures (HTML with the PNGs inline: Gradio serves files only from the working and temp
     folders, and a run folder, the demo's in the user cache, may be anywhere)."""
     if not served.ready:
@@ -565,7 +565,7 @@ def build_demo(
             report_text = gr.Markdown(elem_classes="model-report")
             report_pictures = gr.HTML()
         # Read when the page loads (and by gradio_client as /model_report): the report can be
-        # written after the app started (`python -m training.report` on the served run folder).
+        # written after the app started (`python -m training.shortcuts` on the served run folder).
         demo.load(
             lambda: model_report(served),
             None,
@@ -607,7 +607,7 @@ def build_demo(
             [photo, face_number, whole, picker, faithful],
             [boxed, probs, *galleries, summary, state],
             api_name="explain_first",
-            preprocess=False,  # the photo is decoded by emotion.faces.load_image (see _photo_or_error)
+            preprocess=False,  # the photo is decoded by emotion.photo.faces.load_image (see _photo_or_error)
             concurrency_limit=1,
             concurrency_id=FIRST_LANE,
         ).success(
@@ -635,7 +635,7 @@ def build_demo(
             [video],
             [timeline_plot, video_summary, key_gallery, timeline_file],
             api_name="explain_video",
-            preprocess=False,  # decoded by emotion.timeline, which says what is wrong with a file
+            preprocess=False,  # decoded by emotion.video.timeline, which says what is wrong with a file
             concurrency_limit=1,
             concurrency_id=VIDEO_LANE,
         )

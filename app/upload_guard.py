@@ -14,7 +14,7 @@ import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from emotion.sniff import HEAD_BYTES, media_kind
+from emotion.storage.media import HEAD_BYTES, media_kind
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -46,12 +46,12 @@ from tqdm import tqdm
 
 from bench import describe_device, emit, sync_device
 from emotion.cli import command
-from emotion.explainers.compare import lime_agreement, map_correlation
+from emotion.evaluation.agreement import lime_agreement, map_correlation
 from emotion.explainers.lime import LimeConfig, lime_weights, segment_face
-from emotion.faces import Box, DetectConfig, center_box, crop_face, detect_faces, has_haar_cascade
 from emotion.model import EmotionModel
-from emotion.model_io import load_model
-from emotion.pipeline import explain
+from emotion.photo.faces import Box, DetectConfig, center_box, crop_face, detect_faces, has_haar_cascade
+from emotion.photo.pipeline import explain
+from emotion.storage.model_folder import load_model
 from emotion.timing import timed
 
 PARTS = ("detect", "classify", "gradcam", "lime", "total")
@@ -95,10 +95,10 @@ def _drawn_faces(count: int, seed: int) -> np.ndarray:
 class Baseline:
     """The report as one would write it from the libraries' documentation."""
 
-    def __init__(self, model: EmotionModel, cam_layer: str | None = None):
+    def __init__(self, model: EmotionModel, layer: str | None = None):
         self.model = model  # fp32, BatchNorm not folded: `net` is used directly
         # The layer the project's default Grad-CAM reads, unless told otherwise.
-        self.cam_layer = model.net.get_submodule(cam_layer or model.fine_cam_layer_name)
+        self.layer = model.net.get_submodule(layer or model.gradcam_layer_name)
 
     @torch.inference_mode()
     def probabilities(self, faces: np.ndarray) -> np.ndarray:
@@ -107,7 +107,7 @@ class Baseline:
 
     def gradcams(self, face: np.ndarray) -> np.ndarray:
         x = self.model.to_tensor(face)
-        with GradCAM(model=self.model.net, target_layers=[self.cam_layer]) as cam:
+        with GradCAM(model=self.model.net, target_layers=[self.layer]) as cam:
             maps = [
                 cam(input_tensor=x, targets=[ClassifierOutputTarget(c)])[0]
                 for c in range(len(self.model.labels))

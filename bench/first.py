@@ -29,7 +29,7 @@ from bench.load import (
     stop_server,
 )
 from emotion.cli import command
-from emotion.model_io import DEMO_MODEL_NAME, shipped_demo_dir
+from emotion.storage.model_folder import DEMO_MODEL_NAME, shipped_demo_dir
 
 TARGET_S = 15.0
 

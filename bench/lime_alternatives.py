@@ -36,8 +36,8 @@ from bench import emit
 from bench.explain import bench_faces, model_throughput
 from bench.lime_designs import METRICS, References
 from emotion.cli import command
-from emotion.explainers.compare import lime_agreement
-from emotion.explainers.groundtruth import pointing_score
+from emotion.evaluation.agreement import lime_agreement
+from emotion.evaluation.groundtruth import pointing_score
 from emotion.explainers.lime import (
     LimeConfig,
     fill_face,
@@ -51,7 +51,7 @@ from emotion.explainers.lime import (
 )
 from emotion.labels import EMOTIONS
 from emotion.model import EmotionModel
-from emotion.model_io import load_model
+from emotion.storage.model_folder import load_model
 from training.synthetic import make_dataset
 
 AGREEMENT_SEEDS = (11, 211, 47)

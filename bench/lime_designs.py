@@ -28,10 +28,10 @@ from bench import emit
 from bench.explain import REFERENCE_SAMPLES, bench_faces, model_throughput
 from bench.truth import overall_and_worst, pointing
 from emotion.cli import command
-from emotion.explainers.compare import lime_agreement
+from emotion.evaluation.agreement import lime_agreement
 from emotion.explainers.lime import LimeConfig, lime_weights, segment_face
 from emotion.model import EmotionModel
-from emotion.model_io import load_model
+from emotion.storage.model_folder import load_model
 from training.synthetic import SyntheticSet, make_dataset
 
 # name → the LimeConfig fields it changes from the default.

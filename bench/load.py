@@ -15,7 +15,7 @@ itself on a free port of 127.0.0.1 and stops it at the end, whatever happens; th
             the whole result, and the outcome (ok, or failed with the error's text).
             `--api` makes each press one `/explain` call instead (the whole result at once, as
             gradio_client users call it, and as the page did before it streamed);
-  flood     more calls submitted at once than the queue holds (app.ui.QUEUE_MAX waiting + 1
+  flood     more calls submitted at once than the queue holds (the queue the app says it holds + 1
             running): each is answered, refused with Gradio's "queue is full", failed, or hung
             (no result within a bound); the excess must be refused, and quickly;
   end       the server's RSS again: growth since the warm-up.
@@ -35,6 +35,7 @@ import argparse
 import concurrent.futures as cf
 import contextlib
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -86,16 +87,17 @@ def untrained_model_folder(folder: Path) -> str:
     import torch
 
     from emotion.model import build_model
+    from emotion.storage.model_folder import save_model
 
     torch.manual_seed(0)
-    return str(build_model("resnet10t").save(folder))
+    return str(save_model(build_model("resnet10t"), folder))
 
 
 def bare_model_speed(source: str) -> tuple[float, int]:
     """Images/s of `model.predict` at LIME's batch size, and that batch size."""
     from bench.explain import model_throughput
     from emotion.explainers.lime import LimeConfig
-    from emotion.model_io import load_model
+    from emotion.storage.model_folder import load_model
 
     batch = LimeConfig().batch_size
     model = load_model(source)  # the precision the app picks
@@ -149,6 +151,17 @@ def start_server(
     if deadline.passed():
         raise TimeLimit("starting the app")
     raise RuntimeError(f"the app did not listen within {START_TIMEOUT_S:.0f} s:\n{_tail(log)}")
+
+
+QUEUE_LINE = re.compile(r"The queue holds (\d+) requests waiting")
+
+
+def served_queue_max(log: Path) -> int:
+    """How many requests the served page's queue holds waiting, as `python -m app` says at start."""
+    found = QUEUE_LINE.search(log.read_text(errors="replace"))
+    if found is None:
+        raise RuntimeError(f"the app did not say its queue size at start:\n{_tail(log)}")
+    return int(found.group(1))
 
 
 def stop_server(proc: subprocess.Popen) -> None:
@@ -390,11 +403,7 @@ def run(
     judge_memory: bool = True,
 ) -> dict:
     """The whole benchmark; the server is always stopped before this returns."""
-    from app.ui import QUEUE_MAX
-
     deadline = Deadline(time_limit_s)
-    capacity = QUEUE_MAX + 1  # waiting + the one running (concurrency_limit=1)
-    flood = 2 * capacity if flood is None else flood
     result: dict = {
         "sessions": sessions,
         "requests": requests,
@@ -420,6 +429,8 @@ def run(
             downloads = tmp / "downloads"
             proc, url = start_server(source, tmp / "app.log", deadline, app_args)
             result["server"] = url
+            capacity = served_queue_max(tmp / "app.log") + 1  # waiting + the one running
+            flood = 2 * capacity if flood is None else flood
             phase = "the warm-up"
             warm = warm_up(url, photo, downloads, deadline, api)
             result["warmup_s"] = warm

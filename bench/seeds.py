@@ -30,8 +30,8 @@ import torch
 from bench.truth import pointing
 from emotion.cli import command
 from emotion.model import EmotionModel, resolve_precision
-from emotion.model_io import load_model, shipped_demo_dir
-from emotion.runs import RunFolder
+from emotion.storage.model_folder import load_model, shipped_demo_dir
+from emotion.storage.runs import RunFolder
 from training.demo import build_kind, cpu_model
 from training.synthetic import make_dataset
 

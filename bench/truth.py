@@ -12,25 +12,25 @@ mouth; neutral → all three).
   face mask. Targets: ≥ 90 % for Grad-CAM and LIME, ≥ 25 points above the blob. Then the check
   of that truth on the model itself: each region swapped for the same face's drawn as another
   emotion (`training.synthetic.face_and_twin`), and the drop of the class's probability.
-- **story**: the seed's story, `--seeds` times: the `seed` preset (the cue on every angry face,
-  no dropout, no augmentation), the `fixed` preset (the seed's fix) and the seed's recipe on clean
-  data, each followed by `training.report`. Targets: angry flagged on the seed-like model in
-  ≥ 4 of 5 seeds, never on the others; angry's occlusion drop ≥ 0.3 on the seed-like model,
-  ≤ 0.05 on the others.
-- **sweep**: the cue on 0, 20, 50, 80 and 100 % of angry faces, trained the seed's way (after the
+- **story**: the original project's story, `--seeds` times: the `original` preset (the cue on
+  every angry face, no dropout, no augmentation), the `fixed` preset (the original project's fix)
+  and the original recipe on clean data, each followed by `training.shortcuts`. Targets: angry
+  flagged on the original-like model in ≥ 4 of 5 seeds, never on the others; angry's occlusion
+  drop ≥ 0.3 on the original-like model, ≤ 0.05 on the others.
+- **sweep**: the cue on 0, 20, 50, 80 and 100 % of angry faces, trained the original way (after the
   contamination study of Sun et al., MICCAI 2023): per rate the occlusion drop, the background
   share of angry's mean Grad-CAM and whether the report flags angry. The detector's sensitivity
   curve, not one yes/no.
 - **sanity**: cascading model randomisation (Adebayo et al. 2018) of the demo model's methods.
 - **detector**: the shortcut report against the cue zoo (`training.synthetic.CUES`): models
-  trained the seed's way with a stamp (its corner moving with the seed), a subtitle strip,
+  trained the original way with a stamp (its corner moving with the seed), a subtitle strip,
   letterbox bars, a background tint or a texture on 50 % and 100 % of one class's faces (angry,
   sad or happy, by seed), on drawn faces or on an ImageFolder of the same crops, and clean
   models; all judged on the same held-out faces with the cue on every face of the class. Targets:
   at 100 % the cued class and only it flagged in ≥ 90 % of runs; no clean model ever flagged.
-- **fix**: the detector's grid at 100 % trained three ways (the seed's recipe, the seed's remedy
-  of dropout 0.5 and twice the faces, and `--against-background`) plus a clean model per seed,
-  each judged by the report on held-out faces with the cue on its class and by its accuracy on
+- **fix**: the detector's grid at 100 % trained three ways (the original recipe, the original
+  project's remedy of dropout 0.5 and twice the faces, and `--against-background`) plus a clean
+  model per seed, each judged by the report on held-out faces with the cue on its class and by its accuracy on
   clean and on counterfactual faces (the cue on every other class, not on the cued one).
   Targets for the option: no flag, drops ≤ 0.05, counterfactual accuracy within 2 points of the
   clean model's; clean accuracy within 1 point of training without it.
@@ -52,11 +52,11 @@ import numpy as np
 
 from bench import emit
 from emotion.cli import command
-from emotion.explainers.groundtruth import centred_blob, dilate, pointing_score, region_share
+from emotion.evaluation.groundtruth import centred_blob, dilate, pointing_score, region_share
 from emotion.explainers.registry import get_explainer, title_of
 from emotion.labels import EMOTIONS
 from emotion.model import EmotionModel
-from emotion.model_io import load_model
+from emotion.storage.model_folder import load_model
 from training.synthetic import CUES, SyntheticSet, defining_regions, face_and_twin, make_dataset
 
 log = logging.getLogger(__name__)
@@ -205,13 +205,13 @@ def region_swaps_text(rows: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-# --- the seed's story ---------------------------------------------------------------------
+# --- the original project's story ---------------------------------------------------------------------
 def train_and_report(preset: str, seed: int, data: str | None, workdir: Path) -> dict[str, Any]:
     """Train with `preset` (data overridden if given), then report on its validation faces
     (Grad-CAM only: the flag reads the occlusion test, not LIME). Angry's figures and the flag."""
-    from emotion.model_io import load_model
-    from emotion.runs import RunFolder
-    from training.report import ReportConfig, build_report, load_report_faces
+    from emotion.storage.model_folder import load_model
+    from emotion.storage.runs import RunFolder
+    from training.shortcuts import ReportConfig, build_report, load_report_faces
     from training.train import Trainer, load_config
 
     out = workdir / f"{preset}-{(data or 'preset').replace(':', '_')}-seed{seed}"
@@ -238,7 +238,11 @@ def train_and_report(preset: str, seed: int, data: str | None, workdir: Path) ->
     }
 
 
-STORY = (("seed", None, "seed-like"), ("fixed", None, "fixed"), ("seed", "synthetic:150", "clean"))
+STORY = (
+    ("original", None, "original-like"),
+    ("fixed", None, "fixed"),
+    ("original", "synthetic:150", "clean"),
+)
 
 
 def story(seeds: int, workdir: Path) -> list[dict[str, Any]]:
@@ -259,12 +263,12 @@ def story_text(rows: list[dict[str, Any]]) -> str:
             f"{r['model']:<10}{r['seed']:>5}{r['val_accuracy']:>9.1%}{','.join(r['flagged']) or '–':>18}"
             f"{_num(r['angry_drop']):>12}{_num(r['angry_random_drop']):>8}{r['angry_background_share']:>10.0%}"
         )
-    for name in ("seed-like", "fixed", "clean"):
+    for name in ("original-like", "fixed", "clean"):
         mine = [r for r in rows if r["model"] == name]
         flagged = sum("angry" in r["flagged"] for r in mine)
         only = sum(r["flagged"] == ["angry"] for r in mine)
         drops = [r["angry_drop"] for r in mine if r["angry_drop"] is not None]
-        want = "≥ 4 of 5 flagged, drop ≥ 0.3" if name == "seed-like" else "never flagged, drop ≤ 0.05"
+        want = "≥ 4 of 5 flagged, drop ≥ 0.3" if name == "original-like" else "never flagged, drop ≤ 0.05"
         lines.append(
             f"{name}: angry flagged in {flagged} of {len(mine)} seeds ({only} with angry alone), angry "
             f"drop {min(drops, default=float('nan')):.2f}–{max(drops, default=float('nan')):.2f} "
@@ -275,7 +279,7 @@ def story_text(rows: list[dict[str, Any]]) -> str:
 
 def sweep(workdir: Path, rates: tuple[float, ...] = RATES) -> list[dict[str, Any]]:
     return [
-        train_and_report("seed", 0, f"synthetic:150:angry:{rate:g}:0", workdir) | {"rate": rate}
+        train_and_report("original", 0, f"synthetic:150:angry:{rate:g}:0", workdir) | {"rate": rate}
         for rate in rates
     ]
 
@@ -318,9 +322,9 @@ def detector_runs(seeds: int, clean_synthetic: int, clean_folder: int) -> list[d
     return runs
 
 
-# The fix part's recipes, each on the same cued data: the seed's (no dropout, no augmentation),
-# the seed's own remedy alone (dropout 0.5 and twice the faces: the first half the same faces), and
-# the seed's recipe with the option against background shortcuts.
+# The fix part's recipes, each on the same cued data: the original one (no dropout, no
+# augmentation), the original project's own remedy alone (dropout 0.5 and twice the faces: the
+# first half the same faces), and the original recipe with the option against background shortcuts.
 RECIPES: dict[str, dict[str, Any]] = {
     "seed": {},
     "remedy": {"drop_rate": 0.5, "faces": 2},
@@ -331,10 +335,10 @@ RECIPES: dict[str, dict[str, Any]] = {
 def train_detector_model(
     run: dict[str, Any], per_class: int, epochs: int, workdir: Path, recipe: str = "seed"
 ):  # fmt: skip
-    """The seed's recipe (no dropout, no augmentation, no label smoothing), changed as RECIPES
+    """The original project's recipe (no dropout, no augmentation, no label smoothing), changed as RECIPES
     says, on `per_class` drawn faces per class with the run's cue, from the generator directly or
     from an ImageFolder of the same faces. A finished run in `workdir` is reused."""
-    from emotion.runs import RunFolder
+    from emotion.storage.runs import RunFolder
     from training.synthetic import write_imagefolder
 
     changes = dict(RECIPES[recipe])
@@ -356,12 +360,12 @@ def train_detector_model(
 
 def train_seed_recipe(out: Path, overrides: dict[str, Any]) -> EmotionModel:
     """The `seed` preset with `overrides`, trained into `out` unless a finished run is there."""
-    from emotion.model_io import load_model
-    from emotion.runs import RunFolder
+    from emotion.storage.model_folder import load_model
+    from emotion.storage.runs import RunFolder
     from training.train import Trainer, load_config
 
     if not (RunFolder(out).model_dir / "config.json").is_file():
-        Trainer(load_config(None, {**overrides, "out": str(out)}, preset="seed")).fit()
+        Trainer(load_config(None, {**overrides, "out": str(out)}, preset="original")).fit()
     return load_model(str(out))
 
 
@@ -382,12 +386,12 @@ def counterfactual(cue: str, cued_class: str, per_class: int) -> SyntheticSet:
 
 
 def judge(model: EmotionModel, faces: SyntheticSet, data_path: str, source: str):
-    """training.report's verdict on these faces, the face where the model's user has it
+    """training.shortcuts's verdict on these faces, the face where the model's user has it
     (`FaceData.face_masks`): the drawn masks for a model trained on drawn faces, the crop
     geometry for one trained on an ImageFolder."""
     from dataclasses import replace
 
-    from training.report import ReportConfig, ReportFaces, build_report
+    from training.shortcuts import ReportConfig, ReportFaces, build_report
     from training.synthetic import as_face_data
 
     to_model = np.array([model.labels.index(n) for n in EMOTIONS])
@@ -450,7 +454,7 @@ def detector(
 
 
 def _detector_class(c) -> dict[str, Any]:
-    from training.report import class_json
+    from training.shortcuts import class_json
 
     keys = ("status", "faces", "flagged_by", "occlusion_drop", "random_drop", "occlusion_p", "swap_drop",
             "swap_control_drop", "swap_p")  # fmt: skip
@@ -578,10 +582,10 @@ def fix(
         return [json.loads(line) for line in rows_from.read_text().splitlines() if line.strip()]
     runs = fix_runs(seeds, cues)
     cued_sets = sorted({(r["cue"], r["cued_class"]) for r in runs if r["cue"]})
-    # Recipe by recipe, the cheap ones first: the seed's models are the detector's (reused from a
+    # Recipe by recipe, the cheap ones first: the original project's models are the detector's (reused from a
     # workdir it ran in), the remedy's take twice the faces.
     grid = [(run, recipe) for recipe in recipes for run in runs if run["cue"] or recipe != "remedy"]
-    if "seed" not in recipes:  # the clean models trained the seed's way: every recipe's baseline
+    if "seed" not in recipes:  # the clean models trained the original way: every recipe's baseline
         grid = [(run, "seed") for run in runs if run["cue"] is None] + grid
     log_path = workdir / "fix-rows.jsonl"
     # A rerun after a crash picks up where it stopped: rows already logged are not made again.
@@ -727,7 +731,7 @@ def fix_text(rows: list[dict[str, Any]]) -> str:
 
 # --- one side of the picture: the report's lean test on a model built to read one side ---------
 def half_blind_model(workdir: Path, per_class: int = 120, epochs: int = 12):
-    """The seed's recipe on drawn faces whose right half of the picture is blanked grey: a model
+    """The original project's recipe on drawn faces whose right half of the picture is blanked grey: a model
     that can only read the left half, whatever the face. A finished run in `workdir` is reused."""
     from dataclasses import replace
 
@@ -794,7 +798,7 @@ def sides_text(result: dict[str, Any]) -> str:
 
 # --- sanity -------------------------------------------------------------------------------
 def sanity(model: EmotionModel, faces: np.ndarray, methods: tuple[str, ...]):
-    from emotion.explainers.sanity import cascading_randomisation
+    from emotion.evaluation.sanity import cascading_randomisation
 
     return cascading_randomisation(model, faces, methods)
 
@@ -845,11 +849,11 @@ def run(
     if "story" in parts:
         rows = story(seeds, workdir)
         result["story"] = rows
-        done("The seed's story:\n" + story_text(rows))
+        done("The original project's story:\n" + story_text(rows))
     if "sweep" in parts:
         rows = sweep(workdir)
         result["sweep"] = rows
-        done("Cue-rate sweep on angry faces (the seed's recipe, seed 0):\n" + sweep_text(rows))
+        done("Cue-rate sweep on angry faces (the original project's recipe, seed 0):\n" + sweep_text(rows))
     if "detector" in parts:
         start = time.perf_counter()
         rows = detector(workdir, **{k: v for k, v in (detector_options or {}).items() if k != "recipes"})
@@ -878,7 +882,8 @@ def run(
         seconds = time.perf_counter() - start
         where = f"rows read from {opts['rows_from']}" if opts.get("rows_from") else f"{seconds:.0f} s"
         done(
-            "Against background shortcuts: the seed's recipe, the seed's remedy (dropout 0.5, twice "
+            "Against background shortcuts: the original recipe, the original project's remedy "
+            "(dropout 0.5, twice "
             f"the faces) and the option (--against-background), on the cue zoo at 100 % ({where}):\n"
             + fix_text(rows)
         )

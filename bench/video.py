@@ -2,13 +2,13 @@
 [--device cpu|cuda] [--model SRC] [--json PATH]`
 
 Frames per second of detection + classification + Grad-CAM of every label on a stream of
-640×480 frames, `emotion.video.analyze_frame` against the same work done off the shelf
+640×480 frames, `emotion.video.frames.analyze_frame` against the same work done off the shelf
 (the photo detection settings on the full frame, classification in fp32, pytorch-grad-cam
 called once per class at the layer the project's video maps read: the last stage), alternating
 frame by frame. The maps themselves are compared too: pytorch-grad-cam's on the project's own
 crops against the project's (correlation per class). Without `--input` the stream is made
 here: two faces (the astronaut's and a synthetic one) drifting over a textured backdrop.
-The project path follows faces between detections (`emotion.follow`: the cascade on every
+The project path follows faces between detections (`emotion.video.locate`: the cascade on every
 K-th frame, and on any frame where a face is lost; `--detect-every 1` runs it on every frame),
 and classifies the faces of `--batch-frames` frames in one forward (`analyze_frames`; 1 = frame
 by frame).
@@ -41,13 +41,11 @@ from bench import describe_device, emit, sync_device
 from bench.explain import ASTRONAUT_FACE as PHOTO_FACE
 from bench.explain import Baseline, model_throughput
 from emotion.cli import command
-from emotion.explainers.compare import map_correlation
+from emotion.evaluation.agreement import map_correlation
 from emotion.explainers.lime import LimeConfig
-from emotion.faces import Box, DetectConfig, crop_face, detect_faces
-from emotion.follow import FaceFollower, FollowConfig
-from emotion.model_io import load_model
-from emotion.tracks import greedy_pairs
-from emotion.video import (
+from emotion.photo.faces import Box, DetectConfig, crop_face, detect_faces
+from emotion.storage.model_folder import load_model
+from emotion.video.frames import (
     FRAMES_PER_FORWARD,
     VIDEO_DETECT,
     FrameFaces,
@@ -56,6 +54,8 @@ from emotion.video import (
     batches,
     read_frames,
 )
+from emotion.video.identity import greedy_pairs
+from emotion.video.locate import FaceLocator, LocateConfig
 
 FRAME_SIZE = (640, 480)
 # The 200×200 patch of scikit-image's astronaut the stream plants (her head and some shoulder),
@@ -139,7 +139,7 @@ def map_agreement(baseline: Baseline, faces: FrameFaces, every: int = 4) -> list
     """Correlation of the project's Grad-CAM of each label with pytorch-grad-cam's, on the
     project's own crops of this frame (every `every`-th face crop is enough to show drift)."""
     rows = []
-    for crop, cams in list(zip(faces.crops, faces.gradcams, strict=True))[::every]:
+    for crop, cams in list(zip(faces.crops, faces.last_stage_gradcams, strict=True))[::every]:
         reference = baseline.gradcams(crop)
         rows += [map_correlation(ours, theirs) for ours, theirs in zip(cams, reference, strict=True)]
     return rows
@@ -164,7 +164,7 @@ def run(
     device: str = "cpu",
     model_source: str | None = None,
     planted: list[list[Box]] | None = None,
-    follow: FollowConfig = FollowConfig(),
+    follow: LocateConfig = LocateConfig(),
     chunk: int = FRAMES_PER_FORWARD,
 ) -> dict:
     """Time both paths over `frames`; `planted`, the true faces of each frame where known,
@@ -174,12 +174,12 @@ def run(
     model.warm_up()
     reference.warm_up()
     # The layer the video maps read (the last stage), so both paths make the same maps.
-    baseline = Baseline(reference, cam_layer=model.cam_layer_name)
+    baseline = Baseline(reference, layer=model.last_stage_layer_name)
     for frame in frames[:2]:  # warm-up: first calls pay for lazy set-up
         analyze_frame(model, frame)
         baseline_frame(baseline, frame)
     speed_before = model_throughput(model, BARE_BATCH)
-    follower = FaceFollower(VIDEO_DETECT, follow)
+    locator = FaceLocator(VIDEO_DETECT, follow)
     times = {"baseline": [], "project": []}
     found = {"baseline": [], "project": []}
     parts: dict[str, list[float]] = {}
@@ -193,7 +193,7 @@ def run(
                 sync_device(model.device)
                 times["baseline"].append(time.perf_counter() - start)
             start = time.perf_counter()
-            results = analyze_frames(model, batch, follower=follower)
+            results = analyze_frames(model, batch, locator=locator)
             sync_device(model.device)
             times["project"].append(time.perf_counter() - start)
             for result in results:
@@ -209,12 +209,12 @@ def run(
         "model_images_per_s": speed,
         "model_batch": BARE_BATCH,
         "follow": asdict(follow),
-        "cascade_frames": follower.detections,
+        "cascade_frames": locator.detections,
         "frames_per_forward": chunk,
         "device": describe_device(model.device),
         "model": model.source,
         "precision": model.precision,
-        "cam_layer": model.cam_layer_name,
+        "gradcam_layer": model.last_stage_layer_name,
         "frames": len(frames),
         "frame_size": list(frames[0].shape[1::-1]),
         "video_detect": asdict(VIDEO_DETECT),
@@ -248,7 +248,7 @@ def format_result(result: dict) -> str:
     cams = result["gradcam_agreement"]
     if cams["maps"]:
         lines.append(
-            f"Grad-CAM at {result['cam_layer']}, correlation with pytorch-grad-cam's on the same crops "
+            f"Grad-CAM at {result['gradcam_layer']}, correlation with pytorch-grad-cam's on the same crops "
             f"(per class): mean {cams['mean']:.5f}, min {cams['min']:.5f}"
         )
     lines += [
@@ -280,9 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--detect-every",
         type=int,
-        default=FollowConfig().detect_every,
+        default=LocateConfig().detect_every,
         help="run the cascade on every K-th frame and follow faces in between "
-        f"(default {FollowConfig().detect_every}; 1 = every frame)",
+        f"(default {LocateConfig().detect_every}; 1 = every frame)",
     )
     p.add_argument(
         "--batch-frames",
@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         stream = synthetic_stream(args.frames)
         frames, planted = stream.frames, stream.faces
-    follow = FollowConfig(detect_every=args.detect_every)
+    follow = LocateConfig(detect_every=args.detect_every)
     result = run(frames, args.device, args.model, planted, follow, args.batch_frames)
     emit(format_result(result), result, args.json)
     return 0

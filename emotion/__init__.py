@@ -4,7 +4,7 @@
     report = explain(load_model("user/name"), "photo.jpg")
 
 The heavy names are imported on first use (PEP 562): tools that only need `EMOTIONS`, the
-errors or `emotion.faces` (the labelling page, the extraction workers, the synthetic generator)
+errors or `emotion.photo.faces` (the labelling page, the extraction workers, the synthetic generator)
 start without loading torch and timm. The explainers live in `emotion.explainers`, so no
 subpackage shadows the `explain` function.
 """
@@ -24,17 +24,17 @@ from emotion.labels import EMOTIONS
 
 _LAZY = {
     "EmotionModel": "emotion.model",
-    "load_model": "emotion.model_io",
-    "explain": "emotion.pipeline",
-    "FaceResult": "emotion.report",
-    "Report": "emotion.report",
+    "load_model": "emotion.storage.model_folder",
+    "explain": "emotion.photo.pipeline",
+    "FaceResult": "emotion.photo.report",
+    "Report": "emotion.photo.report",
 }
 
 if TYPE_CHECKING:
     from emotion.model import EmotionModel
-    from emotion.model_io import load_model
-    from emotion.pipeline import explain
-    from emotion.report import FaceResult, Report
+    from emotion.photo.pipeline import explain
+    from emotion.photo.report import FaceResult, Report
+    from emotion.storage.model_folder import load_model
 
 
 def __getattr__(name: str):

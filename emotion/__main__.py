@@ -18,15 +18,15 @@ import sys
 from pathlib import Path
 
 from emotion import load_model  # the package's name for it, wherever the model I/O lives
-from emotion.cli import command
+from emotion.cli import command, program_name
 from emotion.errors import ImageError
 from emotion.explainers.figures import faithfulness_caption, figure_caption
 from emotion.explainers.lime import LimeConfig
 from emotion.explainers.registry import default_methods, method_names, parse_methods, title_of
 from emotion.explainers.render import overlay, save_summary
-from emotion.faces import draw_boxes, load_image
-from emotion.pipeline import explain
-from emotion.report import Report
+from emotion.photo.faces import draw_boxes, load_image
+from emotion.photo.pipeline import explain
+from emotion.photo.report import Report
 
 log = logging.getLogger("emotion")
 
@@ -42,7 +42,9 @@ def face_choice(text: str) -> int | str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m emotion", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=program_name("emotion"),
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
     ex = sub.add_parser("explain", help="classify the faces of a photo and explain every emotion")
@@ -81,8 +83,7 @@ def annotate_video(model, source: Path, out: Path) -> int:
     import cv2
     from tqdm import tqdm
 
-    from emotion.follow import FaceFollower
-    from emotion.video import (
+    from emotion.video.frames import (
         FRAMES_PER_FORWARD,
         VIDEO_DETECT,
         analyze_frames,
@@ -91,9 +92,10 @@ def annotate_video(model, source: Path, out: Path) -> int:
         frames,
         open_video,
     )
+    from emotion.video.locate import FaceLocator
 
     capture = open_video(source)
-    follower = FaceFollower(VIDEO_DETECT)  # every frame is drawn: follow faces between detections
+    locator = FaceLocator(VIDEO_DETECT)  # every frame is drawn: follow faces between detections
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -106,7 +108,7 @@ def annotate_video(model, source: Path, out: Path) -> int:
                 if writer is None:
                     codec = cv2.VideoWriter_fourcc(*("mp4v" if out.suffix.lower() == ".mp4" else "MJPG"))
                     writer = cv2.VideoWriter(str(partial), codec, fps, (batch[0].shape[1], batch[0].shape[0]))
-                for frame, faces in zip(batch, analyze_frames(model, batch, follower=follower), strict=True):
+                for frame, faces in zip(batch, analyze_frames(model, batch, locator=locator), strict=True):
                     drawn = annotate_frame(frame, faces, model.labels)
                     writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
                 written += len(batch)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from emotion.errors import EmotionLensError
 
@@ -31,3 +32,10 @@ def command(main: Main) -> Main:
             return 130
 
     return run
+
+
+def program_name(module: str) -> str:
+    """What usage lines call a command: the console script's name when it was started as one
+    (`emotion-lens`, `emotion-lens-train`, ...), else `python -m MODULE`."""
+    script = Path(sys.argv[0]).name
+    return script if script.startswith("emotion-lens") else f"python -m {module}"

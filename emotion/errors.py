@@ -42,6 +42,15 @@ class UnsupportedArchitectureError(EmotionLensError, ValueError):
     code has not been checked against."""
 
 
+class RunFolderError(EmotionLensError, ValueError):
+    """A run folder cannot be used as asked: it cannot be created or written, its disk has too
+    little free space for the run, or it is neither a run folder nor a model folder."""
+
+
+class DetectorUnavailableError(EmotionLensError, RuntimeError):
+    """This OpenCV cannot find faces (no `CascadeClassifier`, or its cascade file did not load)."""
+
+
 class VideoError(EmotionLensError, ValueError):
     """The input is not a video we can read, or it is past the caps (length, resolution)."""
 

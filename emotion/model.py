@@ -2,8 +2,8 @@
 
 Layer and head names come from timm itself (`feature_info`, `get_classifier()`, `pretrained_cfg`),
 so a deep-stem `resnet18d` or a `seresnext26d_32x4d` is handled like a `resnet18`. Reading and
-writing model folders and Hub repos lives in `emotion.model_io`, as timm keeps `_hub.py` apart from
-`resnet.py`.
+writing model folders and Hub repos lives in `emotion.storage.model_folder`, which builds on this
+module and is never imported by it, as timm keeps `_hub.py` apart from `resnet.py`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_MODEL_ARGS: dict[str, Any] = {"output_stride": 16}
 # The default Grad-CAM reads the deepest stage at this stride: its cells are about 8 px apart on
 # a 100-px face, fine enough to tell a brow from an eye (see `emotion.explainers.gradcam`).
-FINE_CAM_STRIDE = 8
+GRADCAM_MAX_STRIDE = 8
 
 # timm's `ResNet` class (timm/models/resnet.py): its last stage feeds global-average-pool + one
 # linear layer (so Grad-CAM needs no backward pass), and its conv → BatchNorm pairs are the ones
@@ -114,35 +114,35 @@ class EmotionModel:
         return bool(self.info.get("demo", False))
 
     @property
-    def cam_layer_name(self) -> str:
+    def last_stage_layer_name(self) -> str:
         """The module the last-stage Grad-CAM reads (video frames, the training report): the last
         stage in timm's `feature_info`, whose output the pooled head sums up (`layer4` in timm's
         ResNets)."""
         return self.net.feature_info[-1]["module"]
 
     @property
-    def fine_cam_layer_name(self) -> str:
+    def gradcam_layer_name(self) -> str:
         """The module the default Grad-CAM reads: the deepest stage in timm's `feature_info` at
-        stride `FINE_CAM_STRIDE` or finer (`layer2` in timm's ResNets at output_stride 16). Why
+        stride `GRADCAM_MAX_STRIDE` or finer (`layer2` in timm's ResNets at output_stride 16). Why
         not the last stage: `emotion.explainers.gradcam`'s docstring."""
-        return self._fine_stage["module"]
+        return self._gradcam_stage["module"]
 
     @property
-    def fine_cam_stride(self) -> int:
-        return int(self._fine_stage["reduction"])
+    def gradcam_stride(self) -> int:
+        return int(self._gradcam_stage["reduction"])
 
     @property
-    def fine_cam_grid(self) -> tuple[int, int]:
-        """(rows, columns) of `fine_cam_layer_name`'s output at the input size: 13×13 at 100×100."""
-        return self._grid_at(self.fine_cam_stride)
+    def gradcam_grid(self) -> tuple[int, int]:
+        """(rows, columns) of `gradcam_layer_name`'s output at the input size: 13×13 at 100×100."""
+        return self._grid_at(self.gradcam_stride)
 
     @property
-    def _fine_stage(self) -> dict[str, Any]:
-        return [f for f in self.net.feature_info if f["reduction"] <= FINE_CAM_STRIDE][-1]
+    def _gradcam_stage(self) -> dict[str, Any]:
+        return [f for f in self.net.feature_info if f["reduction"] <= GRADCAM_MAX_STRIDE][-1]
 
     @property
-    def cam_layer(self) -> torch.nn.Module:
-        return self.net.get_submodule(self.cam_layer_name)
+    def last_stage_layer(self) -> torch.nn.Module:
+        return self.net.get_submodule(self.last_stage_layer_name)
 
     @property
     def output_stride(self) -> int:
@@ -150,7 +150,7 @@ class EmotionModel:
         return int(self.net.feature_info[-1]["reduction"])
 
     @property
-    def cam_grid(self) -> tuple[int, int]:
+    def last_stage_grid(self) -> tuple[int, int]:
         """(rows, columns) of the last stage's output at the input size: 7×7 at 100×100, stride
         16. Every downsampling in the supported ResNets pads to "same" and so rounds up, which makes
         this ceil(size / stride) without running the network (checked against a forward in tests)."""
@@ -178,7 +178,7 @@ class EmotionModel:
 
     @property
     def has_pooled_linear_head(self) -> bool:
-        """True when `cam_layer`'s output goes straight into global average pooling + one linear
+        """True when `last_stage_layer`'s output goes straight into global average pooling + one linear
         layer, so a class's Grad-CAM there is its weight row applied to the block's output."""
         from timm.models.resnet import ResNet
 
@@ -292,18 +292,6 @@ class EmotionModel:
         self.fp32_up_to = faster
         return faster
 
-    def save(self, folder: str | Path, *, extra_files: dict[str, Path] | None = None) -> Path:
-        """Write the model folder atomically in timm's Hub layout (`emotion.model_io.save_model`)."""
-        from emotion.model_io import save_model  # model_io builds on this module, not the reverse
-
-        return save_model(self, folder, extra_files=extra_files)
-
-    def hub_config(self) -> dict[str, Any]:
-        """config.json's content (`emotion.model_io.hub_config`)."""
-        from emotion.model_io import hub_config
-
-        return hub_config(self)
-
 
 def fold_batchnorms(net: torch.nn.Module) -> torch.nn.Module:
     """Fold each eval-mode plain BatchNorm2d into the Conv2d just before it, in place; returns `net`.
@@ -354,7 +342,7 @@ def build_model(
     model_args: dict[str, Any] | None = None,
     info: dict[str, Any] | None = None,
 ) -> EmotionModel:
-    """A fresh timm ResNet with a `len(labels)`-way head (dropout before it: the seed's fix).
+    """A fresh timm ResNet with a `len(labels)`-way head (dropout before it: the original project's fix).
 
     `architecture` is one of `supported_architectures()`; `model_args` go to `timm.create_model`
     (default: output_stride 16) and are saved in config.json to rebuild the same network.

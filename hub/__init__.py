@@ -4,6 +4,7 @@ python -m hub.push RUN_OR_MODEL_DIR --repo USER/NAME [--revision B] [--tag T] [-
 python -m hub.space --repo USER/SPACE --model USER/NAME [--hardware cpu-basic]
 """
 
-from hub.errors import HubAuthError, HubError, RunFolderError
+from emotion.errors import RunFolderError
+from hub.errors import HubAuthError, HubError
 
 __all__ = ["HubAuthError", "HubError", "RunFolderError"]

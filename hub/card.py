@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from emotion.runs import CONFUSION_MATRIX, CURVES, MEAN_GRADCAM, REPORT, RunFolder
+from emotion.storage.runs import CONFUSION_MATRIX, CURVES, MEAN_GRADCAM, REPORT, RunFolder
 
 if TYPE_CHECKING:  # torch is heavy: a push that fails on its token should fail in a second
     from emotion.model import EmotionModel
@@ -42,7 +42,7 @@ class RunFiles:
         return self.run.plots() | self.run.report_plots() if self.run else {}
 
     def report(self) -> dict[str, Any] | None:
-        """`training.report`'s report.json, if the run has one."""
+        """`training.shortcuts`'s report.json, if the run has one."""
         return self.run.read_report() if self.run else None
 
 
@@ -56,8 +56,8 @@ class CardOptions:
 
 
 def read_run(folder: Path) -> RunFiles:
-    """A run folder (emotion.runs) has model/, metrics, config and plots; a model folder has none."""
-    from hub.errors import RunFolderError
+    """A run folder (emotion.storage.runs) has model/, metrics, config and plots; a model folder has none."""
+    from emotion.errors import RunFolderError
 
     folder = Path(folder)
     run = RunFolder.holding(folder)
@@ -139,8 +139,8 @@ def metrics_table(metrics: dict[str, Any]) -> str:
 
 
 def shortcut_check(report: dict[str, Any]) -> dict[str, Any]:
-    """What the card says of `training.report`'s findings: the summary, a table, the pictures."""
-    from emotion.shortcut import shortcut_table
+    """What the card says of `training.shortcuts`'s findings: the summary, a table, the pictures."""
+    from emotion.evaluation.shortcut_view import shortcut_table
 
     files = report.get("files", {})
     return {
@@ -218,7 +218,7 @@ def build_model_card(
         curves=CURVES if run.plot(CURVES) else None,
         mean_gradcam=MEAN_GRADCAM if mean_gradcam else None,
         mean_gradcam_count=metrics.get("mean_gradcam_faces", "?"),
-        cam_layer=model.cam_layer_name,
+        last_stage_layer=model.last_stage_layer_name,
         mean_gradcam_note=note,
         shortcut=shortcut_check(report) if (report := run.report()) else None,
     )

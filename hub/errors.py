@@ -19,10 +19,6 @@ class HubAuthError(HubError):
     """No Hub token, or the Hub rejected it."""
 
 
-class RunFolderError(HubError, ValueError):
-    """The folder given to push is neither a run folder nor a model folder."""
-
-
 def check_token(api) -> str:
     """The user name behind the token; a clear error when there is none or the Hub rejects it."""
     from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError

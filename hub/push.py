@@ -14,8 +14,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from emotion.cli import command
-from emotion.files import write_file_atomically, write_folder_atomically
+from emotion.cli import command, program_name
+from emotion.storage.files import write_file_atomically, write_folder_atomically
 from hub.card import CardOptions, build_model_card, read_run
 from hub.errors import check_token, hub_http_errors
 
@@ -49,11 +49,11 @@ class PushResult:
 def prepare_folder(cfg: PushConfig, out: Path, *, write_card: bool = True) -> tuple[str, ...]:
     """Write into `out` exactly the files that would be committed; return their names. Only
     reads the run folder: its plots are published as the run drew them."""
-    from emotion.model_io import load_model
+    from emotion.storage.model_folder import load_model, save_model
 
     run = read_run(cfg.source)
     model = load_model(run.model_dir, precision="fp32")
-    model.save(out, extra_files=run.plots())  # the local save layout, atomically
+    save_model(model, out, extra_files=run.plots())  # the local save layout, atomically
     if write_card:
         card = build_model_card(
             run, model, CardOptions(repo_id=cfg.repo_id, license=cfg.license, datasets=cfg.datasets)
@@ -105,7 +105,7 @@ def push(cfg: PushConfig) -> PushResult:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m hub.push", description=__doc__)
+    p = argparse.ArgumentParser(prog=program_name("hub.push"), description=__doc__)
     p.add_argument("source", type=Path, help="run folder (training.train --out) or model folder")
     p.add_argument("--repo", required=True, help="USER/NAME on the Hub")
     p.add_argument("--revision", default="main", help="branch to commit to (created if missing)")

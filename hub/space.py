@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from emotion.cli import command
-from emotion.files import write_folder_atomically
-from emotion.model_io import SHIPPED_DEMO_DIR
+from emotion.cli import command, program_name
+from emotion.storage.files import write_folder_atomically
+from emotion.storage.model_folder import SHIPPED_DEMO_DIR
 from hub.errors import check_token, hub_http_errors
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ def deploy(cfg: SpaceConfig) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m hub.space", description=__doc__)
+    p = argparse.ArgumentParser(prog=program_name("hub.space"), description=__doc__)
     p.add_argument("--repo", required=True, help="USER/SPACE")
     p.add_argument("--model", required=True, help="USER/NAME[@rev] the Space serves")
     p.add_argument("--hardware", default=None, help="e.g. cpu-basic, cpu-upgrade, t4-small")

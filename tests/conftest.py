@@ -16,7 +16,7 @@ import torch
 from skimage import data
 
 from emotion.model import EmotionModel, build_model
-from emotion.model_io import load_model
+from emotion.storage.model_folder import load_model, save_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,7 +31,7 @@ def untrained_folder(tmp_path_factory) -> Path:
     """A randomly initialised resnet18 saved as a model folder: fast, for plumbing tests."""
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("models") / "untrained"
-    build_model("resnet18").save(folder)
+    save_model(build_model("resnet18"), folder)
     return folder
 
 

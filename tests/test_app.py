@@ -15,7 +15,7 @@ from PIL import Image
 
 from emotion import EMOTIONS
 from emotion.explainers.registry import default_methods, get_explainer, method_names, title_of
-from emotion.model_io import DEMO_MODEL_NAME, SHIPPED_DEMO_DIR
+from emotion.storage.model_folder import DEMO_MODEL_NAME, SHIPPED_DEMO_DIR
 
 from .conftest import ROOT, method_galleries, running, served_untrained_app, write_clip
 
@@ -170,7 +170,7 @@ def test_the_picker_offers_every_method_and_shows_the_ticked_ones(untrained_mode
 
 def test_model_report_tab_says_how_to_make_one_when_the_model_has_none(client):
     text, pictures = client.predict(api_name="/model_report")
-    assert "no shortcut report" in text and "python -m training.report" in text
+    assert "no shortcut report" in text and "python -m training.shortcuts" in text
     assert "<img" not in pictures
 
 
@@ -179,9 +179,9 @@ def reported_run(untrained_folder, tmp_path_factory):
     """A run folder (the untrained model as its model/) with a shortcut report in report/."""
     import shutil
 
-    from emotion.model_io import load_model
-    from emotion.runs import RunFolder
-    from training.report import ReportConfig, build_report, load_report_faces, write_report
+    from emotion.storage.model_folder import load_model
+    from emotion.storage.runs import RunFolder
+    from training.shortcuts import ReportConfig, build_report, load_report_faces, write_report
 
     run = RunFolder(tmp_path_factory.mktemp("reported") / "run")
     shutil.copytree(untrained_folder, run.model_dir)
@@ -310,9 +310,9 @@ def test_a_photo_request_past_its_time_limit_stops_with_a_message(untrained_mode
     import gradio as gr
 
     from app import ui
+    from app.pending import PendingModel
     from emotion import explain
     from emotion.errors import TimeLimitError
-    from emotion.pending import PendingModel
     from emotion.timing import Deadline
 
     with pytest.raises(TimeLimitError, match=r"limit of 0 s \(while starting Grad-CAM\)"):

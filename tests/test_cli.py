@@ -8,6 +8,7 @@ seconds per command; the demo model is never built (the cache points at an empty
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -89,9 +90,9 @@ CASES = [
     ("evaluate/missing-data", "training.evaluate --model {model} --data {missing}/data"),
     (
         "report/bad-synthetic-source",
-        "training.report --model {model} --data synthetic:5:furious --out {root}/r",
+        "training.shortcuts --model {model} --data synthetic:5:furious --out {root}/r",
     ),
-    ("report/missing-model", "training.report --model {missing_model} --data synthetic:2 --out {root}/r"),
+    ("report/missing-model", "training.shortcuts --model {missing_model} --data synthetic:2 --out {root}/r"),
     ("train/bad-synthetic-source", "training.train --data synthetic:5:angry:2 --out {root}/run"),
     ("push/missing-source", "hub.push {missing_model} --repo user/name --dry-run {root}/push"),
     ("push/not-a-model-folder", "hub.push {empty} --repo user/name --dry-run {root}/push"),
@@ -122,3 +123,42 @@ def test_synthetic_refuses_a_file_as_its_output_folder(places):
     last_line = result.stderr.strip().splitlines()[-1]
     assert f"error: --out {places['file']} is a file; give a folder" in last_line
     assert places["file"].read_text() == "not a folder\n"
+
+
+def test_a_busy_port_gives_the_labelling_page_one_error_line(places):
+    pool = places["root"] / "pool"
+    pool.mkdir(exist_ok=True)
+    cv2.imwrite(str(pool / "face.png"), np.full((100, 100, 3), 128, np.uint8))
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = run_command(
+            [
+                "-m",
+                "training.label",
+                str(pool),
+                "--out",
+                str(places["root"] / "labelled"),
+                "--port",
+                str(port),
+            ],
+            places,
+        )
+    assert_one_error_line(result)
+    assert "--port" in result.stderr and str(port) in result.stderr
+
+
+def test_an_opencv_without_the_cascade_gives_one_error_line(places, monkeypatch, capsys):
+    from emotion.__main__ import main
+    from emotion.photo import faces
+
+    monkeypatch.delattr(cv2, "CascadeClassifier")
+    faces._cascade.cache_clear()
+    try:
+        code = main(["explain", str(places["astronaut"]), "--model", str(places["model"]), "--json"])
+    finally:
+        faces._cascade.cache_clear()
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, lines
+    assert "CascadeClassifier" in lines[0] and "opencv-python-headless<5" in lines[0]

@@ -8,7 +8,7 @@ import pytest
 
 from bench.seeds import main as seeds_main
 from bench.seeds import meets_targets, row_line, spread
-from emotion.shortcut import seeds_markdown
+from emotion.evaluation.shortcut_view import seeds_markdown
 from training.demo import recipe_seeds
 
 

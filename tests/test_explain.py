@@ -36,7 +36,7 @@ def test_report_follows_the_contract_on_the_astronaut(untrained_model, astronaut
 def test_classify_then_add_explanations_gives_what_explain_gives(untrained_model, astronaut):
     """The page's two steps: the faces classified with no maps, then the quick method's maps,
     then the rest; each method runs once and the report ends as one `explain` call's."""
-    from emotion.pipeline import add_explanations, classify
+    from emotion.photo.pipeline import add_explanations, classify
 
     whole = explain(untrained_model, astronaut, ["gradcam", "lime"])
     report = classify(untrained_model, astronaut)
@@ -109,7 +109,7 @@ def test_lime_is_deterministic_for_the_same_face(untrained_model, astronaut):
 
 
 def test_segmentation_cuts_a_face_into_feature_sized_pieces(astronaut):
-    from emotion.faces import crop_face, detect_faces
+    from emotion.photo.faces import crop_face, detect_faces
 
     face = crop_face(astronaut, detect_faces(astronaut)[0])
     segments = segment_face(face)
@@ -128,7 +128,7 @@ def test_last_stage_gradcam_runs_the_whole_batch_and_releases_its_hooks(untraine
     torch.manual_seed(0)
     model = build_model("resnet18", model_args={"output_stride": 16, "global_pool": "max"})
     assert not model.has_pooled_linear_head
-    layer = model.cam_layer
+    layer = model.last_stage_layer
     before = (len(layer._forward_hooks), len(layer._backward_hooks))
     hooks_seen = []  # how many forward hooks the layer carries while the maps are computed
     probe = layer.register_forward_hook(lambda module, *_: hooks_seen.append(len(module._forward_hooks)))

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from emotion.faces import Box, crop_face
 from emotion.labels import EMOTIONS
-from emotion.video import read_frames
+from emotion.photo.faces import Box, crop_face
+from emotion.video.frames import read_frames
 from training.extract import (
     DONE,
     MANIFEST,

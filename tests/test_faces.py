@@ -7,7 +7,15 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from emotion.faces import Box, center_box, crop_face, detect_faces, draw_boxes, load_image, square_around
+from emotion.photo.faces import (
+    Box,
+    center_box,
+    crop_face,
+    detect_faces,
+    draw_boxes,
+    load_image,
+    square_around,
+)
 
 
 @pytest.fixture(scope="module")

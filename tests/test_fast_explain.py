@@ -16,8 +16,8 @@ import pytest
 import torch
 from lime import lime_image
 
-from emotion.explainers.compare import lime_agreement, map_correlation, rank_correlation, top_k_overlap
-from emotion.explainers.groundtruth import dilate
+from emotion.evaluation.agreement import lime_agreement, map_correlation, rank_correlation, top_k_overlap
+from emotion.evaluation.groundtruth import dilate
 from emotion.explainers.lime import (
     LimeConfig,
     hidden_face,
@@ -31,14 +31,14 @@ from emotion.explainers.lime import (
 )
 from emotion.explainers.saliency import GRADCAM_LAST
 from emotion.model import build_model
-from emotion.model_io import load_model
+from emotion.storage.model_folder import load_model
 from training.synthetic import make_dataset
 
 
 def _gradcam_per_class(model, face) -> np.ndarray:
     from bench.explain import Baseline  # pytorch-grad-cam called once per class, as documented
 
-    return Baseline(model, cam_layer=model.cam_layer_name).gradcams(face)
+    return Baseline(model, layer=model.last_stage_layer_name).gradcams(face)
 
 
 @pytest.fixture(scope="module")
@@ -216,8 +216,8 @@ def test_bench_explain_times_from_face_crops_where_opencv_has_no_cascade(untrain
     import cv2
 
     import bench.explain as bench
-    from emotion import faces as faces_module
     from emotion.explainers.lime import LimeConfig
+    from emotion.photo import faces as faces_module
 
     monkeypatch.delattr(cv2, "CascadeClassifier")
     faces_module._cascade.cache_clear()
@@ -262,14 +262,14 @@ def test_bench_grad_cam_matches_the_library(bench_explain):
 
 def test_video_path_gives_the_photo_paths_answers(demo_model):
     from bench.video import synthetic_stream
-    from emotion.faces import crop_face
-    from emotion.video import VIDEO_DETECT, analyze_frame, annotate_frame
+    from emotion.photo.faces import crop_face
+    from emotion.video.frames import VIDEO_DETECT, analyze_frame, annotate_frame
 
     frame = synthetic_stream(3).frames[1]
     result = analyze_frame(demo_model, frame)
     assert len(result.boxes) >= 1 and result.probabilities.shape == (len(result.boxes), 5)
-    assert result.gradcams.shape == (len(result.boxes), 5, 100, 100)
-    for box, probs, cams in zip(result.boxes, result.probabilities, result.gradcams, strict=True):
+    assert result.last_stage_gradcams.shape == (len(result.boxes), 5, 100, 100)
+    for box, probs, cams in zip(result.boxes, result.probabilities, result.last_stage_gradcams, strict=True):
         crop = crop_face(frame, box, margin=VIDEO_DETECT.margin)
         np.testing.assert_allclose(probs, demo_model.predict(crop), atol=1e-3)
         photo_maps = GRADCAM_LAST.for_face(demo_model, crop)
@@ -278,7 +278,7 @@ def test_video_path_gives_the_photo_paths_answers(demo_model):
     drawn = annotate_frame(frame, result, demo_model.labels)
     assert drawn.shape == frame.shape and not np.array_equal(drawn, frame)
     empty = analyze_frame(demo_model, np.full((480, 640, 3), 90, np.uint8))
-    assert empty.boxes == [] and empty.gradcams.shape == (0, 5, 100, 100)
+    assert empty.boxes == [] and empty.last_stage_gradcams.shape == (0, 5, 100, 100)
 
 
 def test_bench_video_runs(demo_folder, tmp_path):
@@ -294,15 +294,15 @@ def test_bench_video_runs(demo_folder, tmp_path):
         # Measured on this stream: 6 of 8 by either path, no box off a face.
         assert found["hits"] >= 4 and found["false_positives"] == 0, (side, found)
     # Both paths make the same maps: the baseline's pytorch-grad-cam at the project's layer.
-    assert result["cam_layer"] == "layer4"
+    assert result["gradcam_layer"] == "layer4"
     assert result["gradcam_agreement"]["maps"] > 0 and result["gradcam_agreement"]["min"] >= 0.99
     assert all(result["fe_per_frame"][side] > 0 for side in ("baseline", "project"))
 
 
 def test_bench_video_counts_only_boxes_on_planted_faces_as_found():
     from bench.video import match_faces
-    from emotion.faces import Box
-    from emotion.tracks import iou
+    from emotion.photo.faces import Box
+    from emotion.video.identity import iou
 
     face, other = Box(100, 100, 80, 100), Box(400, 50, 90, 90)
     near = Box(100, 110, 80, 80)  # inside `face`: IoU 0.8
@@ -322,7 +322,7 @@ def test_video_command_writes_every_frame_annotated(demo_folder, tmp_path):
 
     from bench.video import synthetic_stream
     from emotion.__main__ import main
-    from emotion.video import read_frames
+    from emotion.video.frames import read_frames
 
     source = tmp_path / "clip.avi"
     writer = cv2.VideoWriter(str(source), cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 480))

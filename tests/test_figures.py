@@ -32,8 +32,8 @@ from emotion.explainers.lime import (
     perturbed_probabilities,
     segment_face,
 )
-from emotion.faces import Box, crop_face
 from emotion.model import Preprocessing
+from emotion.photo.faces import Box, crop_face
 
 FAST_LIME = LimeConfig(num_samples=120, batch_size=120)
 FAST_FAITHFULNESS = FaithfulnessConfig(steps=5)
@@ -92,7 +92,7 @@ def test_the_box_lies_where_crop_face_puts_it():
 def test_the_face_on_a_crop_holds_faces_that_overflow_the_box_and_leaves_the_corners():
     """Drawn faces stand in for crops whose face overflows the Haar box (chin, jaw, a wide smile):
     the face ellipse holds their skin; the box alone, the control, calls much of it background.
-    The crop's corners, where the seed's cue sat, stay background."""
+    The crop's corners, where the original project's cue sat, stay background."""
     from training.synthetic import make_dataset
 
     skin = make_dataset(60, seed=21, workers=1).masks["face"]

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from emotion.errors import EmotionLensError
-from emotion.files import Journal, JournalBusyError, JournalError, read_journal
+from emotion.storage.files import Journal, JournalBusyError, JournalError, read_journal
 
 ENTRIES = [{"file": "clip/é_0.png", "label": "happy"}, {"undo": "clip/é_0.png"}, {"n": 3, "box": [1, 2]}]
 
@@ -77,7 +77,7 @@ def test_a_torn_last_line_is_cut_off_with_a_warning_and_whole_entries_kept(tmp_p
 
     assert read_journal(path) == ENTRIES  # a reader beside the writer skips it ...
     assert path.read_bytes() == whole + torn  # ... and changes nothing
-    with caplog.at_level(logging.WARNING, logger="emotion.files"), Journal(path) as journal:
+    with caplog.at_level(logging.WARNING, logger="emotion.storage.files"), Journal(path) as journal:
         assert journal.entries() == ENTRIES
         assert path.read_bytes() == whole  # the writer cuts it off
         journal.append({"next": 1})

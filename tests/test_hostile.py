@@ -1,5 +1,5 @@
 """Hostile inputs: every broken, odd or malicious photo and video either gives a correct result or
-a message that says what is wrong, in the core (emotion.faces.load_image, emotion.timeline) and
+a message that says what is wrong, in the core (emotion.photo.faces.load_image, emotion.video.timeline) and
 through the served page, which keeps serving after each; a fuzz test throws random bytes and
 arrays at both decoders. All media are made here, small, from code."""
 
@@ -24,8 +24,8 @@ from PIL import Image
 from skimage import data
 
 from emotion.errors import EmotionLensError, ImageError, VideoError
-from emotion.faces import load_image
-from emotion.timeline import Timeline, VideoInfo, VideoLimits, analyze_video, probe_video
+from emotion.photo.faces import load_image
+from emotion.video.timeline import Timeline, VideoInfo, VideoLimits, analyze_video, probe_video
 
 from .conftest import ROOT, served_untrained_app
 

@@ -18,6 +18,7 @@ import torch
 import yaml
 
 from emotion.model import build_model
+from emotion.storage.model_folder import hub_config, save_model
 from tests.conftest import ROOT, free_port, wait_for_port
 from tests.hub_server import HubServer
 
@@ -36,13 +37,13 @@ EXPECTED = {
 def make_run(folder: Path, *, seed: int, per_class: int = 4) -> Path:
     """A run folder as training.train writes it, with an untrained model (fast)."""
     from emotion.explainers.mean_maps import save_mean_gradcam
-    from emotion.model_io import load_model
-    from emotion.runs import MEAN_GRADCAM
+    from emotion.storage.model_folder import load_model
+    from emotion.storage.runs import MEAN_GRADCAM
     from training.metrics import compute_metrics, save_confusion_matrix, save_curves
     from training.synthetic import make_dataset
 
     torch.manual_seed(seed)
-    build_model("resnet18").save(folder / "model")
+    save_model(build_model("resnet18"), folder / "model")
     rng = np.random.default_rng(seed)
     y_true = np.repeat(np.arange(5), 2)
     metrics = compute_metrics(
@@ -220,7 +221,7 @@ def test_revisions_and_card_protection(hub, pushed, tmp_path, face_png):
     """Push v1 then v2 to branch dev: @dev serves v2, main keeps v1, a hand-edited card survives."""
     from PIL import Image
 
-    from emotion.model_io import load_model
+    from emotion.storage.model_folder import load_model
 
     env = hub_env(hub, tmp_path / "hf")
     repo = hub.repo("tester/emotion")
@@ -272,7 +273,7 @@ def test_pickle_only_repo_is_refused(hub, tmp_path):
     buf = io.BytesIO()
     model = build_model("resnet18")
     torch.save(model.net.state_dict(), buf)
-    config = json.dumps(model.hub_config()).encode()
+    config = json.dumps(hub_config(model)).encode()
     hub.add_repo(
         "tester/pickled",
         {"config.json": config, "pytorch_model.bin": buf.getvalue()},

@@ -14,9 +14,9 @@ import pytest
 from PIL import Image
 
 from emotion import EMOTIONS
-from emotion.files import JournalError
-from training.label import LOG_NAME, LabelError, LabelSession, main, tree_name
-from training.label_page import PageConfig, page_values
+from emotion.storage.files import JournalError
+from training.label.page import PageConfig, main, page_values
+from training.label.session import LOG_NAME, LabelError, LabelSession, tree_name
 from training.synthetic import make_face
 
 from .conftest import serve

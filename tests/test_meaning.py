@@ -15,11 +15,11 @@ import torch
 from scipy.stats import wilcoxon
 
 from emotion import EMOTIONS
+from emotion.evaluation.groundtruth import centred_blob, pointing_score, region_share
 from emotion.explainers.gradcam import GRADCAM
-from emotion.explainers.groundtruth import centred_blob, pointing_score, region_share
 from emotion.explainers.lime import LIME, LimeConfig, segment_face
-from emotion.model_io import SHIPPED_DEMO_DIR, load_model
-from emotion.runs import MEAN_GRADCAM, RunFolder
+from emotion.storage.model_folder import SHIPPED_DEMO_DIR, load_model
+from emotion.storage.runs import MEAN_GRADCAM, RunFolder
 from training.demo import ensure_demo_model
 from training.synthetic import make_dataset
 from training.train import demo_preset

@@ -22,7 +22,8 @@ from emotion.model import (
     fold_batchnorms,
     supported_architectures,
 )
-from emotion.runs import RunFolder
+from emotion.storage.model_folder import save_model
+from emotion.storage.runs import RunFolder
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +73,7 @@ def test_same_probabilities_from_timm_transformers_and_load_model(untrained_fold
 def test_label_names_come_from_the_folder_not_from_code(tmp_path, faces):
     torch.manual_seed(1)
     labels = ("surprised", "angry", "neutral", "sad", "happy")
-    folder = build_model("resnet18", labels=labels).save(tmp_path / "m")
+    folder = save_model(build_model("resnet18", labels=labels), tmp_path / "m")
     model = load_model(folder)
     assert model.labels == labels
 
@@ -197,7 +198,7 @@ def test_supported_architectures_are_timm_resnets_of_the_named_families():
         with torch.device("meta"):  # shapes only: no weights allocated
             model = build_model(name)
         assert isinstance(model.net, ResNet), name
-        assert model.cam_layer_name == "layer4" and model.output_stride == 16, name
+        assert model.last_stage_layer_name == "layer4" and model.output_stride == 16, name
         assert model.has_pooled_linear_head, name
         assert model.head_weight.shape == (len(EMOTIONS), model.net.num_features), name
 
@@ -208,21 +209,23 @@ def test_cam_grid_is_the_shape_the_cam_layer_gives(architecture, size):
     with torch.device("meta"):  # the same shape arithmetic as a real forward, without the work
         model = build_model(architecture, preprocessing=Preprocessing(input_size=size))
         features = model.net.forward_features(torch.empty(1, 3, size, size))
-    assert model.cam_grid == tuple(features.shape[-2:])
+    assert model.last_stage_grid == tuple(features.shape[-2:])
 
 
 def test_cam_grid_matches_a_real_forward_of_the_default_model(untrained_model):
     _, features = untrained_model.predict_with_features(np.zeros((1, 100, 100, 3), np.uint8))
-    assert untrained_model.cam_grid == tuple(features.shape[-2:]) == (7, 7)
+    assert untrained_model.last_stage_grid == tuple(features.shape[-2:]) == (7, 7)
 
 
 def test_layer_and_head_names_come_from_timm(tmp_path):
     model = build_model("resnet18d")  # deep stem: its first conv is not `conv1`
     net = model.net
-    assert model.cam_layer is net.layer4 and model.cam_layer_name == net.feature_info[-1]["module"]
+    assert (
+        model.last_stage_layer is net.layer4 and model.last_stage_layer_name == net.feature_info[-1]["module"]
+    )
     assert model.head_weight is net.get_classifier().weight
     assert model.first_conv_name == "conv1.0" and model.classifier_name == "fc"
-    cfg = json.loads((model.save(tmp_path / "m") / "config.json").read_text())
+    cfg = json.loads((save_model(model, tmp_path / "m") / "config.json").read_text())
     assert cfg["pretrained_cfg"]["first_conv"] == "conv1.0" and cfg["pretrained_cfg"]["classifier"] == "fc"
     assert cfg["model_args"] == {"output_stride": 16}
     assert load_model(tmp_path / "m").first_conv_name == "conv1.0"
@@ -340,7 +343,7 @@ def test_a_config_naming_an_unsupported_architecture_is_a_load_error(untrained_f
 
 
 def test_no_model_loads_the_shipped_demo_model_when_none_is_built(tmp_path, monkeypatch):
-    from emotion.model_io import SHIPPED_DEMO_DIR, is_shipped_demo
+    from emotion.storage.model_folder import SHIPPED_DEMO_DIR, is_shipped_demo
 
     monkeypatch.setenv("EMOTION_LENS_CACHE", str(tmp_path))
     model = load_model(None, precision="fp32")
@@ -349,7 +352,7 @@ def test_no_model_loads_the_shipped_demo_model_when_none_is_built(tmp_path, monk
 
 
 def test_a_demo_model_built_here_is_served_before_the_shipped_one(untrained_folder, tmp_path, monkeypatch):
-    from emotion.model_io import DEMO_MODEL_NAME, is_shipped_demo
+    from emotion.storage.model_folder import DEMO_MODEL_NAME, is_shipped_demo
     from training.demo import ready_demo_model
 
     monkeypatch.setenv("EMOTION_LENS_CACHE", str(tmp_path))
@@ -370,18 +373,18 @@ def test_own_demo_without_one_built_here_serves_nothing_yet(tmp_path, monkeypatc
 
 
 def test_missing_demo_model_says_how_to_build_it(tmp_path, monkeypatch):
-    import emotion.model_io
+    import emotion.storage.model_folder
 
     monkeypatch.setenv("EMOTION_LENS_CACHE", str(tmp_path))
-    monkeypatch.setattr(emotion.model_io, "SHIPPED_DEMO_DIR", tmp_path / "not-shipped")
+    monkeypatch.setattr(emotion.storage.model_folder, "SHIPPED_DEMO_DIR", tmp_path / "not-shipped")
     with pytest.raises(ModelLoadError, match="python -m training.demo"):
         load_model(None)
 
 
 def test_save_is_atomic_and_replaces_an_old_folder(untrained_model, tmp_path):
     folder = tmp_path / "m"
-    untrained_model.save(folder)
+    save_model(untrained_model, folder)
     (folder / "stale.txt").write_text("old")
-    untrained_model.save(folder)
+    save_model(untrained_model, folder)
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
     assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no temp folders left behind

@@ -23,10 +23,10 @@ SCRIPTS = {
     "emotion-lens-app": "app.__main__:main",
     "emotion-lens-train": "training.train:main",
     "emotion-lens-evaluate": "training.evaluate:main",
-    "emotion-lens-report": "training.report:main",
+    "emotion-lens-shortcuts": "training.shortcuts:main",
     "emotion-lens-demo": "training.demo:main",
     "emotion-lens-extract": "training.extract:main",
-    "emotion-lens-label": "training.label:main",
+    "emotion-lens-label": "training.label.page:main",
     "emotion-lens-synthetic": "training.synthetic:main",
     "emotion-lens-push": "hub.push:main",
     "emotion-lens-space": "hub.space:main",
@@ -37,7 +37,7 @@ PROBE = """
 import json
 from importlib import metadata
 import app.ui, emotion, hub.card
-from emotion.model_io import SHIPPED_DEMO_DIR
+from emotion.storage.model_folder import SHIPPED_DEMO_DIR
 eps = [ep for ep in metadata.distribution("emotion-lens").entry_points if ep.group == "console_scripts"]
 print(json.dumps({
     "emotion": emotion.__file__,
@@ -142,6 +142,7 @@ def test_pip_install_gives_console_scripts_that_work_outside_the_repo(tmp_path, 
 
     helped = run([str(bin_dir / "emotion-lens"), "--help"], elsewhere, env)
     assert "explain" in helped.stdout and "video" in helped.stdout
+    assert helped.stdout.startswith("usage: emotion-lens "), "usage names the command the user typed"
 
     photo = site / "app" / "examples" / "astronaut.jpg"
     explained = run(

@@ -8,7 +8,7 @@ import gradio as gr
 import pytest
 from PIL import Image
 
-from emotion.pending import ModelBuildError, ModelNotReadyError, PendingModel
+from app.pending import ModelBuildError, ModelNotReadyError, PendingModel
 
 
 def _gated(model, gate: threading.Event, expected_s: float = 100.0) -> PendingModel:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from emotion import EMOTIONS, explain
-from emotion.explainers.compare import map_correlation
+from emotion.evaluation.agreement import map_correlation
 from emotion.explainers.registry import default_methods, get_explainer, method_names
 from emotion.explainers.saliency import guided_backprop, input_gradients
 from emotion.model import build_model
@@ -52,7 +52,7 @@ def test_the_default_gradcam_is_the_librarys_gradcam_at_layer2(untrained_model, 
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     net = untrained_model.net
-    assert untrained_model.fine_cam_layer_name == "layer2" and untrained_model.fine_cam_grid == (13, 13)
+    assert untrained_model.gradcam_layer_name == "layer2" and untrained_model.gradcam_grid == (13, 13)
     hooks = len(net.layer2._forward_hooks)
     maps = get_explainer("gradcam")(untrained_model, two_faces)
     assert len(net.layer2._forward_hooks) == hooks  # its hook is gone
@@ -88,12 +88,12 @@ def _same_map(ours: np.ndarray, theirs: np.ndarray, atol: float) -> bool:
 
 def test_gradcam_pp_is_the_librarys_gradcam_plus_plus_at_the_last_stage(untrained_model, two_faces):
     """Known answer: the registered Grad-CAM++ equals pytorch-grad-cam's `GradCAMPlusPlus` on the
-    last stage (`model.cam_layer`), called per face and label. Control through the same
+    last stage (`model.last_stage_layer`), called per face and label. Control through the same
     assertion: the library's Grad-CAM++ at `layer3` (measured 0.14-0.24 away) fails it."""
     from pytorch_grad_cam import GradCAMPlusPlus
 
     net = untrained_model.net
-    assert untrained_model.cam_layer is net.layer4
+    assert untrained_model.last_stage_layer is net.layer4
     maps = get_explainer("gradcam_pp")(untrained_model, two_faces)
     for face, face_maps in zip(two_faces, maps, strict=True):
         for label in ("sad", "angry"):
@@ -123,7 +123,7 @@ def test_score_cam_is_the_librarys_score_cam_at_the_last_stage(narrow_model, two
     from pytorch_grad_cam import ScoreCAM
 
     model, face = narrow_model, two_faces[0]
-    assert model.cam_layer is model.net.layer4
+    assert model.last_stage_layer is model.net.layer4
     maps = get_explainer("scorecam").for_face(model, face)
     for label in ("sad", "angry"):
         want = _library_cam(model, ScoreCAM, face, label, model.net.layer4)

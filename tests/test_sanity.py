@@ -1,4 +1,4 @@
-"""The cascading model-randomisation sanity check (emotion/explainers/sanity.py).
+"""The cascading model-randomisation sanity check (emotion/evaluation/sanity.py).
 
 Known answers: a map correlates 1 with itself and ~0 with a shuffled copy; randomising the
 weights changes Grad-CAM; the caller's model is never touched; the flag rule reads the stage and
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from emotion.explainers.sanity import (
+from emotion.evaluation.sanity import (
     STEM,
     SanityCheckError,
     SanityConfig,

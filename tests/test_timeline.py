@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from emotion.errors import VideoError
-from emotion.faces import Box
-from emotion.timeline import (
+from emotion.photo.faces import Box
+from emotion.video.identity import FaceTracker
+from emotion.video.timeline import (
     FaceTimeline,
     Timeline,
     VideoInfo,
@@ -24,7 +25,6 @@ from emotion.timeline import (
     timeline_csv,
     timeline_image,
 )
-from emotion.tracks import FaceTracker
 
 from .conftest import write_clip
 

@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 
 from emotion import EMOTIONS, load_model
 from emotion.model import build_model
-from emotion.runs import CONFUSION_MATRIX, CURVES, MEAN_GRADCAM, METRICS, RunFolder
+from emotion.storage.runs import CONFUSION_MATRIX, CURVES, MEAN_GRADCAM, METRICS, RunFolder
 from training.train import TrainConfig, TrainConfigError, Trainer, load_config
 from training.train import main as train_main
 
@@ -301,7 +301,7 @@ def test_against_background_is_a_flag_a_config_key_and_a_preset():
     assert build_parser().parse_args([]).against_background is None  # the config's value stays
     assert load_config(None, {"data": "synthetic:5", "against_background": 0.5}).against_background == 0.5
     cfg = load_config(None, {}, preset="against-background")
-    assert cfg.against_background == 1.0 and cfg.data == load_config(None, {}, preset="seed").data
+    assert cfg.against_background == 1.0 and cfg.data == load_config(None, {}, preset="original").data
     with pytest.raises(TrainConfigError, match="from 0 \\(off\\) to 1"):
         load_config(None, {"data": "synthetic:5", "against_background": 1.5})
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 import training.train as train
-from emotion.runs import RunFolder
-from training.train import RunFolderError, TrainConfig, Trainer, check_run_folder, run_folder_bytes
+from emotion.errors import RunFolderError
+from emotion.storage.runs import RunFolder
+from training.train import TrainConfig, Trainer, check_run_folder, run_folder_bytes
 from training.train import main as train_main
 
 # The tiniest run there is; none of these tests gets as far as drawing its faces.

@@ -15,7 +15,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from app.upload_guard import UploadTypeGuard
-from emotion.sniff import media_kind
+from emotion.storage.media import media_kind
 
 
 def _png() -> bytes:

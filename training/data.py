@@ -24,12 +24,12 @@ from PIL import Image
 
 from emotion.errors import EmotionLensError
 from emotion.explainers.figures import FACE_CORE_ELLIPSE, FACE_ELLIPSE, crop_face_mask
-from emotion.faces import DetectConfig, center_box, crop_face, load_image
 from emotion.labels import EMOTIONS
+from emotion.photo.faces import DetectConfig, center_box, crop_face, load_image
+from emotion.storage.media import IMAGE_EXTENSIONS
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 # Names datasets commonly use for our emotions (FER2013 says "Surprise", AffectNet "anger", ...).
 SYNONYMS = {"happiness": "happy", "sadness": "sad", "anger": "angry", "surprise": "surprised"}
 # FER2013's `emotion` codes 0-6. Disgust and fear are not among our five: dropped unless mapped.
@@ -88,7 +88,7 @@ class FaceData:
     def face_masks(self, *, core: bool = False) -> np.ndarray:
         """N×H×W bool, True on the face: the one face/background definition of the shortcut
         report and of training against background shortcuts. Drawn faces bring their masks (the
-        skin); any other face is a crop cut by `emotion.faces.crop_face` with the default margin
+        skin); any other face is a crop cut by `emotion.photo.faces.crop_face` with the default margin
         (the extractor's), so its face is where `emotion.explainers.figures.crop_face_mask` puts it:
         FACE_ELLIPSE, chin and jaw included, for the report, which must never take face for
         background; with `core`, FACE_CORE_ELLIPSE, for training, which must never leave background
@@ -268,7 +268,7 @@ def _class_items(folder: Path, split: str | None) -> list[_Item]:
         for d in _subdirs(folder)
         for p in sorted(d.rglob("*"))
         # Dot-files include half-written temp files (synthetic's atomic writes).
-        if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
+        if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file()
     ]
 
 

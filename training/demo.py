@@ -29,13 +29,19 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from emotion.cli import command
+from emotion.cli import command, program_name
 from emotion.errors import EmotionLensError
-from emotion.files import write_folder_atomically
 from emotion.model import EmotionModel, cpu_info, resolve_precision
-from emotion.model_io import WEIGHTS_NAME, demo_model_dir, demo_run_folders, load_model, shipped_demo_dir
-from emotion.runs import PLOTS, RunFolder
-from training.report import ReportConfig, report_model
+from emotion.storage.files import write_folder_atomically
+from emotion.storage.model_folder import (
+    WEIGHTS_NAME,
+    demo_model_dir,
+    demo_run_folders,
+    load_model,
+    shipped_demo_dir,
+)
+from emotion.storage.runs import PLOTS, RunFolder
+from training.shortcuts import ReportConfig, report_model
 from training.train import TrainConfig, Trainer, demo_preset
 
 log = logging.getLogger(__name__)
@@ -85,14 +91,14 @@ def ensure_demo_model(
     return folder
 
 
-# A light report (34 s measured on 2 busy cores, mostly the occlusion test and LIME on 2 faces a
-# class): the page's "Model report" tab shows it.
+# A light report (mostly the occlusion test, and LIME on 2 faces a class, so it adds well under a
+# minute to a build): the page's "Model report" tab shows it.
 DEMO_REPORT = ReportConfig(max_faces=16, lime_faces=2)
 
 
-# What a first build usually takes on 2 CPU cores (`time python -m training.demo`: 247 s on 2 AVX2
-# cores, 204 s of it training): drawing the faces, all the preset's steps, the final outputs and
-# the light report. The page shows the time left from it.
+# What a first build usually takes on 2 CPU cores (`time python -m training.demo`; figures in
+# docs/findings.md): drawing the faces, all the preset's steps, the final outputs and the light
+# report. The page shows the time left from it.
 EXPECTED_BUILD_S = 250.0
 
 
@@ -106,7 +112,7 @@ def ready_demo_model(*, own: bool = False) -> EmotionModel | None:
 
 
 def _train_and_report(recipe: TrainConfig) -> None:
-    """Train, then write the shortcut report into the run's report/ (see training.report), and
+    """Train, then write the shortcut report into the run's report/ (see training.shortcuts), and
     what rebuilds the model into its metrics.json."""
     Trainer(recipe).fit()
     cfg = replace(DEMO_REPORT, seed=recipe.seed, val_fraction=recipe.val_fraction)
@@ -242,7 +248,7 @@ def _load_usable(folder: Path) -> EmotionModel | None:
 @command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m training.demo",
+        prog=program_name("training.demo"),
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -2,7 +2,7 @@
 
 The same metrics as a training run (accuracy, macro-F1, per-class precision/recall/F1, confusion
 matrix) for any model (a model folder, a run folder or a Hub id) on any dataset; printed, and
-saved under the run folder's names (emotion.runs): metrics.json, confusion_matrix.png and
+saved under the run folder's names (emotion.storage.runs): metrics.json, confusion_matrix.png and
 mean_gradcam.png (what each emotion looks at on this data).
 """
 
@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from emotion.cli import command
+from emotion.cli import command, program_name
 from emotion.errors import EmotionLensError
-from emotion.files import write_file_atomically
 from emotion.model import EmotionModel
-from emotion.model_io import load_model
-from emotion.runs import CONFUSION_MATRIX, MEAN_GRADCAM, METRICS
+from emotion.storage.files import write_file_atomically
+from emotion.storage.model_folder import load_model
+from emotion.storage.runs import CONFUSION_MATRIX, MEAN_GRADCAM, METRICS
 from training.metrics import compute_metrics, format_metrics, save_confusion_matrix
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def evaluate_model(
 @command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m training.evaluate",
+        prog=program_name("training.evaluate"),
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

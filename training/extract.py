@@ -4,7 +4,7 @@
         [--hash-threshold H] [--min-sharpness S] [--workers W]
 
 INPUTs are video files, image files and folders of them (searched recursively). Every face goes
-through `emotion.faces` (load_image, detect_faces, crop_face), so a pooled face is cut exactly as
+through `emotion.photo.faces` (load_image, detect_faces, crop_face), so a pooled face is cut exactly as
 the app cuts it at inference. Blurry crops and near-duplicates (perceptual hash) are dropped.
 
 The pool:
@@ -43,10 +43,11 @@ import imagehash
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from emotion.cli import command
+from emotion.cli import command, program_name
 from emotion.errors import EmotionLensError, ImageError
-from emotion.faces import DetectConfig, crop_face, detect_faces, load_image
-from emotion.files import Journal, write_file_atomically
+from emotion.photo.faces import DetectConfig, crop_face, detect_faces, load_image
+from emotion.storage.files import Journal, write_file_atomically
+from emotion.storage.media import VIDEO_EXTENSIONS, kind_from_name
 
 try:  # POSIX only; on Windows the pool is simply not locked.
     import fcntl
@@ -55,15 +56,6 @@ except ImportError:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
-)
-# Videos are recognised by extension only: FFmpeg "opens" almost anything (a .txt file plays as a
-# video through its tty demuxer), so asking VideoCapture is no test of what a file is.
-VIDEO_EXTENSIONS = frozenset(
-    {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts"}
-    | {".mts", ".m2ts", ".ogv", ".vob", ".mxf", ".divx"}
-)
 MANIFEST = "manifest.jsonl"
 DONE = "done.jsonl"
 FACES = "faces"
@@ -393,10 +385,9 @@ def expand_inputs(inputs: Iterable[Path], pool: Path) -> tuple[list[Path], dict[
 def media_kind(path: Path) -> str:
     """The kind of file, "video" or "image"; UnreadableMediaError says why it is neither."""
     suffix = path.suffix.lower()
-    if suffix in VIDEO_EXTENSIONS:
-        return "video"
-    if suffix in IMAGE_EXTENSIONS:
-        return "image"
+    named = kind_from_name(path)
+    if named is not None:
+        return named
     try:  # an image with an odd or missing extension: PIL reads only the header here
         with Image.open(path):
             return "image"
@@ -446,7 +437,7 @@ def _fields(journal: Journal, keys: tuple[str, ...]) -> Iterator[tuple]:
 class FacePool:
     """POOL/faces, manifest.jsonl and done.jsonl; one writer, crash-safe at every step.
 
-    Both lists are journals (emotion.files.Journal). Order of writes for a file: each face PNG
+    Both lists are journals (emotion.storage.files.Journal). Order of writes for a file: each face PNG
     (atomic), then its manifest line (flushed); after the file's last face, the manifest is
     fsynced and only then its done line is appended (fsynced). So a manifest line always has its
     image, and a done line always has all its faces.
@@ -731,7 +722,7 @@ def main(argv: list[str] | None = None) -> int:
 
     defaults = ExtractConfig()
     parser = argparse.ArgumentParser(
-        prog="python -m training.extract",
+        prog=program_name("training.extract"),
         description="Cut 100x100 faces out of videos and photos into a deduplicated face pool.",
         epilog="Rerun the same command after an interruption: finished files are skipped.",
     )

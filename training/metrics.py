@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from emotion.files import save_figure
+from emotion.storage.files import pyplot, save_figure
 
 
 def compute_metrics(y_true: np.ndarray, y_pred: np.ndarray, label_names: tuple[str, ...]) -> dict[str, Any]:
@@ -39,15 +39,6 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     for name, m in metrics["per_class"].items():
         lines.append(f"{name:<11}{m['precision']:>10.3f}{m['recall']:>8.3f}{m['f1']:>7.3f}{m['support']:>6}")
     return "\n".join(lines)
-
-
-def pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def save_confusion_matrix(metrics: dict[str, Any], path: str | Path) -> Path:

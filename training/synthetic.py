@@ -34,10 +34,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from emotion.cli import command
+from emotion.cli import command, program_name
 from emotion.errors import EmotionLensError
-from emotion.files import write_file_atomically
 from emotion.labels import EMOTIONS
+from emotion.storage.files import write_file_atomically
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ REGIONS: tuple[str, ...] = ("face", "brows", "eyes", "mouth", "shortcut")
 # Non-target classes also get the cue now and then, as in real spurious correlations.
 OTHER_SHORTCUT_RATE = 0.05
 # Background cues a class can be given (`make_face(cue=...)`), the shortcuts films hand a model:
-# a bright stamp in a corner ("stamp" is the lower-right one, the seed's), a subtitle-like strip
+# a bright stamp in a corner ("stamp" is the lower-right one, the original project's), a subtitle-like strip
 # of text along the bottom, letterbox bars at the top and bottom, a colour tint over the whole
 # background and a striped texture over it. All lie outside the drawn face; a cue on the face
 # itself (make-up, glasses) is out of scope: no background test could or should find it.
@@ -554,7 +554,7 @@ class SyntheticSpec:
     """A `synthetic:N[:CLASS[@CUE][:RATE[:OTHER_RATE]]]` data source: N faces per class; with
     CLASS, a background cue (CUES; the lower-right stamp unless @CUE names another) on RATE of
     that class's faces (default 0.8) and on OTHER_RATE of the others' (default
-    OTHER_SHORTCUT_RATE). `synthetic:150:angry:1:0` is the seed's data: the stamp on every angry
+    OTHER_SHORTCUT_RATE). `synthetic:150:angry:1:0` is the original project's data: the stamp on every angry
     face and on no other; `synthetic:150:sad@tint:1:0` tints every sad face's background."""
 
     per_class: int
@@ -681,7 +681,7 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     parser = argparse.ArgumentParser(
-        prog="python -m training.synthetic",
+        prog=program_name("training.synthetic"),
         description="Write synthetic emotion faces (and region masks) as an ImageFolder tree.",
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder (created if missing)")

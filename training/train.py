@@ -9,7 +9,7 @@ Faces are decoded once into a uint8 tensor on the training device (a quarter of 
 memory); a step gathers its batch there, normalises, resizes and augments it on the device and
 never waits on a per-image Python data pipeline or a host synchronisation.
 
-The run folder it writes is defined in `emotion.runs` (config.yaml, checkpoints/, tensorboard/,
+The run folder it writes is defined in `emotion.storage.runs` (config.yaml, checkpoints/, tensorboard/,
 metrics.json, confusion_matrix.png, curves.png, mean_gradcam.png, model/).
 """
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import json
 import logging
 import math
@@ -35,11 +36,12 @@ import torch.nn.functional as F
 import yaml
 from tqdm.auto import tqdm
 
-from emotion.cli import command
-from emotion.errors import EmotionLensError
-from emotion.files import write_file_atomically
+from emotion.cli import command, program_name
+from emotion.errors import EmotionLensError, RunFolderError
 from emotion.model import build_model, resolve_precision
-from emotion.runs import RunFolder
+from emotion.storage.files import write_file_atomically
+from emotion.storage.model_folder import save_model
+from emotion.storage.runs import RunFolder
 from emotion.timing import sync_device
 from training.augment import AugmentConfig, augment, swap_backgrounds
 from training.metrics import compute_metrics, format_metrics, save_confusion_matrix, save_curves
@@ -49,11 +51,6 @@ log = logging.getLogger(__name__)
 
 class TrainConfigError(EmotionLensError, ValueError):
     """A training config that cannot run: unknown key, bad value, nothing to resume."""
-
-
-class RunFolderError(EmotionLensError):
-    """The run folder (`--out`) cannot be created, cannot be written, or its disk has too little
-    free space for what the run writes. Raised before any data is drawn or any step runs."""
 
 
 @dataclass
@@ -67,7 +64,7 @@ class TrainConfig:
     lr: float = 1e-3  # peak AdamW learning rate (scaled by nothing: set it for the global batch)
     weight_decay: float = 0.05
     warmup_frac: float = 0.05  # share of training spent warming the learning rate up
-    drop_rate: float = 0.3  # dropout before the head: the seed's fix against overfitting
+    drop_rate: float = 0.3  # dropout before the head: the original project's fix against overfitting
     label_smoothing: float = 0.1
     balance: str = "weights"  # unequal classes: "weights" (loss weights), "sampler" or "none"
     patience: int = 6  # early stopping: validated epochs without a better macro-F1
@@ -95,14 +92,12 @@ class TrainConfig:
 
 
 def demo_preset() -> TrainConfig:
-    """The demo model: a timm resnet10t on 1000 drawn faces per emotion, 99 % validation accuracy
-    in about 2-4 minutes on 2 CPU cores. The project ships one (`training.demo --ship`); this
-    recipe rebuilds it."""
-    # Measured on 2 AVX2 cores without AMX (fp32 training, stride 16, batch 32): resnet18 trains
-    # at 33 img/s on 100-px faces and 114 on 48-px ones, resnet10t at 60 and 245, so only
-    # resnet10t runs the preset's 624 steps in a few minutes (99.2 % after 204 s of training).
-    # Batch 32: from scratch it is steps, not images, that the net needs. The drawings already
-    # vary pose, light and clutter, so augmentation stays light.
+    """The demo model: a timm resnet10t on 1000 drawn faces per emotion, trained in a few minutes
+    on 2 CPU cores. The project ships one (`training.demo --ship`); this recipe rebuilds it."""
+    # resnet10t, and 48-px faces for most of the run: on 2 CPU cores only that runs the preset's
+    # steps in minutes (timings in docs/findings.md). Batch 32: from scratch it is steps, not
+    # images, that the net needs. The drawings already vary pose, light and clutter, so
+    # augmentation stays light.
     return TrainConfig(
         data="synthetic:1000",
         arch="resnet10t",
@@ -113,8 +108,8 @@ def demo_preset() -> TrainConfig:
         balance="none",  # the drawn classes are balanced
         patience=10**6,
         # fp32 on every CPU and no clock: the model, and so its maps, must not depend on the
-        # machine that built it or how busy it was (bf16 where the CPU has AMX, and a clock that
-        # cut a busy run short, both changed what the maps point at: docs/findings.md).
+        # machine that built it or how busy it was (bf16 and a clock that cut a busy run short
+        # both changed what the maps point at).
         precision="fp32",
         time_budget_s=None,
         small_until=0.6,
@@ -130,10 +125,10 @@ NO_AUGMENT = AugmentConfig(
 )
 
 
-def seed_preset() -> TrainConfig:
-    """The seed's first model, which read "angry" from a corner of the background: the cue on
-    every angry face and on no other, few faces, no dropout, no label smoothing, no augmentation.
-    `training.report` flags angry on it; `bench.truth` checks that over seeds."""
+def original_preset() -> TrainConfig:
+    """The original project's first model, which read "angry" from a corner of the background:
+    the cue on every angry face and on no other, few faces, no dropout, no label smoothing, no augmentation.
+    `training.shortcuts` flags angry on it; `bench.truth` checks that over seeds."""
     return TrainConfig(
         data="synthetic:150:angry:1:0",
         arch="resnet10t",  # the demo's network: ~1 min on 2 CPU cores
@@ -150,10 +145,10 @@ def seed_preset() -> TrainConfig:
 
 
 def fixed_preset() -> TrainConfig:
-    """The seed's fix: 2.7× the faces, dropout, label smoothing and augmentation (today's
+    """The original project's fix: 2.7× the faces, dropout, label smoothing and augmentation (today's
     defaults), on data where the cue is still on 80 % of angry faces and 5 % of the others."""
     return dataclasses.replace(
-        seed_preset(),
+        original_preset(),
         data="synthetic:400:angry",
         epochs=6,
         drop_rate=TrainConfig.drop_rate,
@@ -165,15 +160,15 @@ def fixed_preset() -> TrainConfig:
 
 
 def against_background_preset() -> TrainConfig:
-    """The seed's first model trained against background shortcuts: the same faces, the cue on
+    """The original project's first model trained against background shortcuts: the same faces, the cue on
     every angry face, the same recipe, every face of every step on another face's background,
-    for 12 epochs: without the cue to lean on, the seed's 5 leave the faces half learnt."""
-    return dataclasses.replace(seed_preset(), against_background=1.0, epochs=12)
+    for 12 epochs: without the cue to lean on, the original project's 5 leave the faces half learnt."""
+    return dataclasses.replace(original_preset(), against_background=1.0, epochs=12)
 
 
 PRESETS: dict[str, Callable[[], TrainConfig]] = {
     "demo": demo_preset,
-    "seed": seed_preset,
+    "original": original_preset,
     "fixed": fixed_preset,
     "against-background": against_background_preset,
 }
@@ -571,12 +566,12 @@ class Trainer:
         self.model.info["val_accuracy"] = metrics["accuracy"]
         self.net.eval()
         metrics["mean_gradcam_faces"] = save_mean_gradcam(
-            self.model, self.val_data.images, self.val_data.labels, self.run.root / "mean_gradcam.png"
+            self.model, self.val_data.images, self.val_data.labels, self.run.mean_gradcam
         )
-        self.model.save(self.run.model_dir)
+        save_model(self.model, self.run.model_dir)
         write_file_atomically(self.run.metrics, (json.dumps(metrics, indent=2) + "\n").encode())
-        save_confusion_matrix(metrics, self.run.root / "confusion_matrix.png")
-        save_curves(self.history, self.run.root / "curves.png")
+        save_confusion_matrix(metrics, self.run.confusion_matrix)
+        save_curves(self.history, self.run.curves)
         self._print(format_metrics(metrics))
         if metrics["images_per_s"]:
             self._print(f"Training speed (steady state): {metrics['images_per_s']:.0f} images/s")
@@ -678,15 +673,15 @@ def _size(n: int) -> str:
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    """Write to a temp file, then rename: a kill mid-write leaves the previous checkpoint."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """A kill mid-write leaves the previous checkpoint (`write_file_atomically`)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_file_atomically(path, buffer.getvalue())
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m training.train",
+        prog=program_name("training.train"),
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -697,8 +692,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--preset",
         choices=sorted(PRESETS),
-        help="start from a named config (demo: the demo model; seed: the seed's shortcut model; "
-        "fixed: the seed's fix; against-background: the seed's model trained against the background)",
+        help="start from a named config (demo: the demo model; original: the original project's "
+        "shortcut model; fixed: the original project's fix; against-background: the original "
+        "project's model trained against the background)",
     )
     p.add_argument("--arch", help="timm ResNet name (default resnet18)")
     p.add_argument("--pretrained", action="store_true", default=None, help="start from ImageNet weights")
@@ -719,7 +715,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="against_background",
         metavar="SHARE",
         help="train against background shortcuts: show SHARE of the faces (default: all) on other "
-        "faces' backgrounds, so no background predicts a class (what training.report flags)",
+        "faces' backgrounds, so no background predicts a class (what training.shortcuts flags)",
     )
     p.add_argument("--config", help="YAML file of TrainConfig fields (flags override it)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last.pt")

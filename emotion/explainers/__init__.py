@@ -1,7 +1,8 @@
-"""Per-emotion explanations: one registry of methods (registry.py), their overlays (render.py)
-and how alike two explanations are (compare.py).
+"""Per-emotion explanations: one registry of methods (registry.py), the figures beside the maps
+(figures.py) and their overlays (render.py). How alike two explanations are lives in
+`emotion.evaluation.agreement`.
 
-The `explain` pipeline that runs them lives in `emotion.pipeline`.
+The `explain` pipeline that runs them lives in `emotion.photo.pipeline`.
 """
 
 from emotion.explainers.registry import (

@@ -3,7 +3,7 @@ model, and what a method measured about its own fit (LIME's R²).
 
 - **Background share**: the share of a map's mass (the sum of its values) that lies outside the
   face. The crop the model sees is a square around the Haar box with a margin
-  (`emotion.faces.crop_face`), so where the box lies inside the 100×100 crop is known geometry,
+  (`emotion.photo.faces.crop_face`), so where the box lies inside the 100×100 crop is known geometry,
   and the face is an ellipse around it that takes in the chin and jaw a Haar box leaves out
   (`face_mask_in_crop`); a "whole image" face has no box, so no share. Above 0.5 for the top
   emotion, the page and the CLI say so in a sentence (`evidence_sentence`): the emotion is read
@@ -15,14 +15,10 @@ model, and what a method measured about its own fit (LIME's R²).
   of pixels changed. A faithful map points at what the model reads: removing those pixels first
   makes the probability fall fast (low deletion AUC), inserting them first makes it rise fast
   (high insertion AUC). Every step of both curves goes through the model in one batch of
-  2·(steps + 1) faces (42 by default), so it costs what a LIME run of that many samples does:
-  measured on 2 busy CPU cores, 1.1 s per method and face with a resnet10t, 1.8 s with a
-  resnet18 (40-45 % of LIME's 128 samples; building the 42 masked faces takes 12 ms of that).
-  On request only (`explain(..., faithfulness=True)`). pytorch-grad-cam's ROAD was the alternative: it needs
-  one forward per removal step too, plus a noisy linear-interpolation fill per image solved as a
-  sparse system (measured here on a 100×100 face: 17 ms at 20 % removed, 28 ms at 50 %, 69 ms at
-  80 %), about 1.5 s of filling per map for the same 42 images whose masking here costs
-  nothing, for the same kind of number.
+  2·(steps + 1) faces (42 by default), so it costs what a LIME run of that many samples does;
+  hence on request only (`explain(..., faithfulness=True)`). Not pytorch-grad-cam's ROAD: it
+  needs one forward per removal step too, plus a noisy fill per image solved as a sparse system,
+  for the same kind of number.
 - **Surrogate R²** (LIME only): the weighted R² of LIME's per-label linear fit on its perturbed
   samples. Low R² means the linear story the map tells explains little of how the model's
   probability moved. It comes free with the fit (`MapsWithFigures`).
@@ -38,7 +34,7 @@ import cv2
 import numpy as np
 
 from emotion.errors import EmotionLensError
-from emotion.faces import FACE_SIZE, Box, square_around
+from emotion.photo.faces import FACE_SIZE, Box, square_around
 
 if TYPE_CHECKING:
     from emotion.model import EmotionModel

@@ -1,27 +1,24 @@
 """Grad-CAM for every label at once, at two depths.
 
-**The default Grad-CAM reads the stage at stride 8** (`model.fine_cam_layer_name`, `layer2` in
+**The default Grad-CAM reads the stage at stride 8** (`model.gradcam_layer_name`, `layer2` in
 timm's ResNets at output_stride 16: a 13×13 map on a 100-px face). At the last stage each cell
-sees the whole face, and on the shipped demo model that map's peak fell on the regions that
-define the emotion (`python -m bench.truth`, the pointing game) for 52 % of faces, and on the
-mouth of 3 % of happy faces; at stride 8 it did for 94.0–97.3 % (three face seeds no setting was
-chosen on, 150 faces each; the stage was chosen on others). That is one model: the same recipe
-scores 74.7–97.3 % across training seeds, precisions and CPUs (`bench/results/demo-seeds.txt`).
-`stage_gradcams` computes it with one forward that keeps the stage's output and one batched
-backward for all labels: the same maps as pytorch-grad-cam's `GradCAM` at that layer
-(tests/test_saliency.py) without repeating the face once per label, about 40 ms a face on 2 CPU
-cores.
+sees the whole face, so its peak says little about which feature the label used; at stride 8 the
+peak falls on the brow, eye or mouth that defines the emotion far more often (the pointing game,
+`python -m bench.truth`; figures in docs/findings.md). `stage_gradcams` computes it with one
+forward that keeps the stage's output and one batched backward for all labels: the same maps as
+pytorch-grad-cam's `GradCAM` at that layer (tests/test_saliency.py) without repeating the face
+once per label.
 
-**The last stage's Grad-CAM** (`gradcams`; the opt-in method "gradcam_last") needs no backward
-pass: with a global-average-pool + linear head right after the last block (every timm ResNet),
-the gradient of class c's logit with respect to that block's output is the constant W[c] / (h·w),
-so each label's map is its weight row applied to the features the classification forward already
-computed. Under a millisecond a face, so the video path (every frame) and the training report
-(mean maps over hundreds of faces) read it. pytorch-grad-cam's own `scale_cam_image` does the
-normalising and resizing, so the maps equal the library's (tests/test_fast_explain.py). Any other
-head goes through pytorch-grad-cam itself: the face repeated once per label, each row with its
-own target, one forward and one backward. Its `with` block releases the hooks even on error (left
-attached, they keep every activation alive and leak memory request after request).
+**The last stage's Grad-CAM** (`last_stage_gradcams`; the opt-in method "gradcam_last") needs no
+backward pass: with a global-average-pool + linear head right after the last block (every timm
+ResNet), the gradient of class c's logit with respect to that block's output is the constant
+W[c] / (h·w), so each label's map is its weight row applied to the features the classification
+forward already computed. That makes it cheap enough for the video path (every frame) and the
+training report (mean maps over hundreds of faces). pytorch-grad-cam's own `scale_cam_image` does
+the normalising and resizing, so the maps equal the library's (tests/test_fast_explain.py). Any
+other head goes through pytorch-grad-cam itself: the face repeated once per label, each row with
+its own target, one forward and one backward. Its `with` block releases the hooks even on error
+(left attached, they keep every activation alive and leak memory request after request).
 """
 
 from __future__ import annotations
@@ -56,21 +53,21 @@ def _label_maps(model: EmotionModel, cams: np.ndarray) -> list[Maps]:
 
 def gradcam_note(model: EmotionModel, config: None) -> str:
     """Which layer, at which stride, gives which grid, and why not the last stage."""
-    rows, cols = model.fine_cam_grid
+    rows, cols = model.gradcam_grid
     size = model.preprocessing.input_size
+    last_rows, last_cols = model.last_stage_grid
     return (
-        f"Grad-CAM reads `{model.fine_cam_layer_name}` of {model.architecture} at stride "
-        f"{model.fine_cam_stride}: "
-        f"a {rows}×{cols} map for a {size}×{size} face, one backward pass for all labels. Not the last "
-        f"stage (`{model.cam_layer_name}`, {model.cam_grid[0]}×{model.cam_grid[1]}): each of its cells "
-        "sees the whole face, and on the demo model its peak fell on the brows, eyes or mouth that "
-        "define the emotion for 52 % of unseen faces, against 94.0–97.3 % here (`python -m bench.truth`)."
+        f"Grad-CAM reads `{model.gradcam_layer_name}` of {model.architecture} at stride "
+        f"{model.gradcam_stride}: a {rows}×{cols} map for a {size}×{size} face, one backward pass "
+        f"for all labels. Not the last stage (`{model.last_stage_layer_name}`, {last_rows}×{last_cols}): "
+        "each of its cells sees the whole face, so its peak rarely picks out a brow, an eye or the "
+        "mouth."
     )
 
 
 def default_gradcams(model: EmotionModel, faces: np.ndarray) -> np.ndarray:
     """N×C×H×W: the default Grad-CAM (the stride-8 stage) of every label for N faces."""
-    return stage_gradcams(model, faces, model.fine_cam_layer_name)
+    return stage_gradcams(model, faces, model.gradcam_layer_name)
 
 
 def last_stage_explain(
@@ -80,13 +77,13 @@ def last_stage_explain(
     progress: ProgressFn | None,
     config: None,
 ) -> list[Maps]:
-    """The registry's signature over `gradcams` (the last stage): one {label: map} per face."""
-    return _label_maps(model, gradcams(model, faces, features))
+    """The registry's signature over `last_stage_gradcams` (the last stage): one {label: map} per face."""
+    return _label_maps(model, last_stage_gradcams(model, faces, features))
 
 
 def last_stage_note(model: EmotionModel, config: None) -> str:
     """Which layer, at which stride, gives which grid, and how the maps are computed."""
-    rows, cols = model.cam_grid
+    rows, cols = model.last_stage_grid
     size = model.preprocessing.input_size
     how = (
         "from the classification forward's features and the head's weights"
@@ -94,8 +91,9 @@ def last_stage_note(model: EmotionModel, config: None) -> str:
         else "with pytorch-grad-cam's backward pass"
     )
     return (
-        f"Grad-CAM reads `{model.cam_layer_name}` of {model.architecture} at stride {model.output_stride}: "
-        f"a {rows}×{cols} map for a {size}×{size} face (one cell ≈ {size / rows:.0f} px), computed {how}."
+        f"Grad-CAM reads `{model.last_stage_layer_name}` of {model.architecture} at stride "
+        f"{model.output_stride}: a {rows}×{cols} map for a {size}×{size} face "
+        f"(one cell ≈ {size / rows:.0f} px), computed {how}."
     )
 
 
@@ -135,20 +133,24 @@ def _stage_gradcams(model: EmotionModel, faces: np.ndarray, layer: torch.nn.Modu
     return _scaled_to_faces(cams, faces.shape[1:3])
 
 
-def gradcams(model: EmotionModel, faces: np.ndarray, features: torch.Tensor | None = None) -> np.ndarray:
+def last_stage_gradcams(
+    model: EmotionModel, faces: np.ndarray, features: torch.Tensor | None = None
+) -> np.ndarray:
     """N×C×H×W float32 Grad-CAMs in [0, 1] of every label for N faces (N×H×W×3 uint8).
 
     From the features when the head allows it (computed here if not given), else through
     pytorch-grad-cam's backward pass face by face.
     """
     if not model.has_pooled_linear_head:
-        return np.stack([gradcams_by_backprop(model, face) for face in faces])
+        return np.stack([last_stage_gradcams_by_backprop(model, face) for face in faces])
     if features is None:
         _, features = model.predict_with_features(faces)
-    return gradcams_from_features(model, features, faces.shape[1:3])
+    return last_stage_gradcams_from_features(model, features, faces.shape[1:3])
 
 
-def gradcams_from_features(model: EmotionModel, features: torch.Tensor, shape: tuple[int, int]) -> np.ndarray:
+def last_stage_gradcams_from_features(
+    model: EmotionModel, features: torch.Tensor, shape: tuple[int, int]
+) -> np.ndarray:
     """N×C×H×W float32 Grad-CAMs in [0, 1] of every label for N faces, from the last block's
     output. Only valid when `model.has_pooled_linear_head`."""
     weights = model.head_weight.detach().float() / (features.shape[-2] * features.shape[-1])
@@ -167,7 +169,7 @@ def _scaled_to_faces(cams: torch.Tensor, shape: tuple[int, int]) -> np.ndarray:
     )
 
 
-def gradcams_by_backprop(model: EmotionModel, face: np.ndarray) -> np.ndarray:
+def last_stage_gradcams_by_backprop(model: EmotionModel, face: np.ndarray) -> np.ndarray:
     """C×H×W Grad-CAMs of one face through pytorch-grad-cam's hooks and one backward pass (any
     head, any layer)."""
     return cams_by_library(model, face, GradCAM)
@@ -182,10 +184,10 @@ def cams_by_library(
     **settings: object,
 ) -> np.ndarray:
     """C×H×W maps of one face from a pytorch-grad-cam CAM method at `layer` (a submodule name,
-    default `model.cam_layer`): the face repeated once per label, each row with its own target,
+    default `model.last_stage_layer`): the face repeated once per label, each row with its own target,
     one call. `settings` are set on the method object (e.g. Score-CAM's batch_size)."""
     n = len(model.labels)
-    target = model.cam_layer if layer is None else model.net.get_submodule(layer)
+    target = model.last_stage_layer if layer is None else model.net.get_submodule(layer)
     batch = model.to_tensor(face).repeat(n, 1, 1, 1)
     targets = [ClassifierOutputTarget(i) for i in range(n)]
     # fp32 on purpose: the library reads activations and gradients back through numpy.

@@ -8,9 +8,9 @@ same kernel-weighted ridge per label. What it does otherwise:
 - the patterns become faces on the model's device (`perturbed_faces`), the probabilities stay
   there, and one float64 solve fits all labels at once (`weighted_ridge`): only the C×S weights
   come back to the host. lime_image builds every face on the host, passes the answers through
-  numpy and fits five scikit-learn ridges, each with its input validation, and those host round
-  trips, not the network, were most of its cost besides the forward (docs/findings.md). A test
-  holds the weights and R² to lime_base's on the same patterns to 1e-6;
+  numpy and fits five scikit-learn ridges, each with its input validation; those host round
+  trips cost more than anything but the forward. A test holds the weights and R² to lime_base's
+  on the same patterns to 1e-6;
 - the patterns are drawn differently (`orthogonal_patterns`). What that guarantees, exactly:
   - each pattern on its own is uniform over all on/off patterns, as lime_image's are;
   - so, as the samples grow, the fits converge to the same estimand as lime_image's;
@@ -20,23 +20,18 @@ same kernel-weighted ridge per label. What it does otherwise:
     random), so every segment is on exactly half the time and balanced against every other;
   - not the same estimate at a small sample count: the patterns are not independent, and a
     pattern and its complement get different kernel weights (LIME weighs a sample by its
-    distance to the whole face: 0.65 against 0.35 with 26 of 44 segments on), so the
-    cancellation is only partial and a small-sample bias remains. How large it is, is measured.
+    distance to the whole face), so the cancellation is only partial and a small-sample bias
+    remains. How large it is, is measured (`python -m bench.lime_designs`).
 `sampling="independent"` is lime_image itself (`_lime_image_fit`): the reference.
 
-LIME's cost is the model's forward over its perturbed faces, one forward-equivalent (fe) each,
-and nothing else costs as much. How many it needs was measured against a 1000-sample lime_image
-reference on the same segments, held to that reference's own noise floor (the agreement of two
-such references with different seeds), together with the pointing game on synthetic faces whose
-defining regions are known (`python -m bench.lime_designs`; the table is
-`bench/results/lime-designs.txt`, the story docs/findings.md). Agreement ≥ 0.9 of the floor takes
-about three samples a segment, whatever the segment count; pointing ≥ 90 % takes segments about
-as small as a brow. Both hold with margin at 96 SLIC segments asked for (about 78 found) and 256
-samples. 80 segments and 192 samples met both on two sets of unseen faces but sat at the edge of
-the agreement on a third (0.896 of the floor, and 224 samples did no better), so it is not the
-default. Fewer segments, even ones that follow the face's edges (felzenszwalb), point at the
-features less often; a smoothness prior on the weights or a stronger ridge agrees less, not
-more; fewer samples agree less.
+LIME's cost is the model's forward over its perturbed faces, one forward-equivalent each, and
+nothing else costs as much. The defaults (96 SLIC segments asked for, 256 samples) are the
+cheapest setting measured that meets both of the project's tests of a LIME map: agreement with a
+1000-sample lime_image run as close as a second such run's (≥ 0.9 of that noise floor; it takes
+about three samples a segment), and the predicted emotion's map pointing at the brow, eye or
+mouth that defines it on drawn faces (≥ 90 %; it takes segments about as small as a brow). The
+designs measured, and why the cheaper ones fail, are in docs/findings.md and
+`bench/results/lime-designs.txt`.
 """
 
 from __future__ import annotations
@@ -66,18 +61,17 @@ _LIME_IMAGE_KERNEL = lime_image.LimeImageExplainer().base.kernel_fn
 
 @dataclass(frozen=True)
 class LimeConfig:
-    # Perturbed faces the local models are fitted on: with 96 segments asked for, 256 agree with a
-    # 1000-sample lime_image run about as well as a second such run does (module docstring).
+    # Perturbed faces the local models are fitted on: with 96 segments asked for, enough to agree
+    # with a 1000-sample lime_image run about as well as a second such run does (module docstring).
     num_samples: int = 256
     batch_size: int = 128  # faces per model call: large batches keep the network busy
     # "orthogonal": paired orthogonal-array patterns (module docstring); "independent":
     # lime_image's own sampling, for comparison.
     sampling: Literal["orthogonal", "independent"] = "orthogonal"
-    # SLIC superpixels asked for (SLIC gives about 78 of ~11 px on a 100×100 face): small
-    # enough that the strongest one lies on a brow, an eye or the mouth rather than spilling onto
-    # the skin around them (`bench.truth`'s pointing game; with 64 asked for, about 49 are found
-    # and the strongest spills over more often). Quickshift's defaults give ~13 blobs here,
-    # which merge brow with eye and mouth with chin.
+    # SLIC superpixels asked for (SLIC finds a few fewer): small enough that the strongest one
+    # lies on a brow, an eye or the mouth rather than spilling onto the skin around them
+    # (`bench.truth`'s pointing game). Quickshift's defaults give about a dozen blobs on a
+    # 100-px face, which merge brow with eye and mouth with chin.
     n_segments: int = 96
     compactness: float = 10.0  # SLIC colour/space trade-off; higher = more grid-like segments
     # "slic": SLIC superpixels, about `n_segments` of even size. "felzenszwalb": skimage's
@@ -91,8 +85,8 @@ class LimeConfig:
     # side wide, where brows, eyes and mouth (all thinner than half of it) vanish into the skin
     # around them. "mean": lime_image's default, each segment filled with its own mean colour.
     # SLIC traces a mouth as a segment of its own, so its mean colour redraws the mouth's
-    # outline: "hiding" a smile that way left P(happy) at 0.94 of 0.96, and LIME never asked
-    # what the smile was worth (measured on the demo model; see `hidden_face`).
+    # outline: a smile "hidden" that way stays a smile to the model, and LIME never asks what
+    # the smile was worth (see `hidden_face`).
     hide: Literal["median", "mean"] = "median"
     hide_width: float = 0.31  # the median filter's width as a share of the face's side
     # The ridge penalty of each label's fit: lime_base's Ridge(alpha=1). Larger values shrink

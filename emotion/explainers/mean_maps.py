@@ -10,10 +10,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from emotion.explainers.gradcam import gradcams
+from emotion.explainers.gradcam import last_stage_gradcams
 from emotion.explainers.render import overlay
-from emotion.files import write_file_atomically
 from emotion.model import EmotionModel
+from emotion.storage.files import write_file_atomically
 
 MAX_FACES_PER_CLASS = 32  # enough for a stable mean map, cheap on 2 CPU cores
 
@@ -28,7 +28,7 @@ def mean_gradcams(
         own = faces[labels == index][:max_per_class]
         if len(own) == 0:
             continue
-        mean_map = gradcams(model, own)[:, index].mean(axis=0)  # one batched forward
+        mean_map = last_stage_gradcams(model, own)[:, index].mean(axis=0)  # one batched forward
         peak = float(mean_map.max())
         mean_face = np.mean(own.astype(np.float32), axis=0).round().astype(np.uint8)
         out[label] = (mean_map / peak if peak > 0 else mean_map, mean_face, len(own))

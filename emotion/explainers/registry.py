@@ -2,7 +2,7 @@
 model card iterate.
 
 Every method has one signature (`ExplainFn`): (model, N×H×W×3 uint8 faces, the classification
-forward's N×K×h×w features of `model.cam_layer`, progress, the method's config) → one
+forward's N×K×h×w features of `model.last_stage_layer`, progress, the method's config) → one
 {label: H×W float32 map in [0, 1]} per face, labels in the model's order. A method that has
 no use for the features ignores them; one that has settings keeps them in a frozen dataclass
 whose default instance its entry carries.

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 
 from emotion.explainers.registry import title_of
-from emotion.files import save_figure
-from emotion.report import FaceResult
+from emotion.photo.report import FaceResult
+from emotion.storage.files import pyplot, save_figure
 
 
 def overlay(face: np.ndarray, heat: np.ndarray, *, alpha: float = 0.45, size: int = 200) -> np.ndarray:
@@ -60,11 +60,7 @@ def overlays(result: FaceResult, method: str, *, size: int = 200) -> list[tuple[
 
 def save_summary(result: FaceResult, path: str | Path) -> Path:
     """One PNG: the face, then one row per method with a titled overlay per emotion."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     methods = list(result.maps)
     labels = list(result.probs)
     rows = max(1, len(methods))

@@ -31,7 +31,12 @@ import tqdm
 from pytorch_grad_cam import GradCAMPlusPlus, GuidedBackpropReLUModel, ScoreCAM, score_cam
 from pytorch_grad_cam.utils.image import scale_cam_image
 
-from emotion.explainers.gradcam import cams_by_library, gradcams, last_stage_explain, last_stage_note
+from emotion.explainers.gradcam import (
+    cams_by_library,
+    last_stage_explain,
+    last_stage_gradcams,
+    last_stage_note,
+)
 from emotion.explainers.registry import Explainer, Maps, ProgressFn, register
 from emotion.model import EmotionModel
 
@@ -100,7 +105,7 @@ def guided_backprop(model: EmotionModel, face: np.ndarray) -> np.ndarray:
 
 def guided_gradcam(model: EmotionModel, face: np.ndarray) -> np.ndarray:
     """C×H×W: guided backprop × Grad-CAM, per label."""
-    return _scaled(guided_backprop(model, face) * gradcams(model, face[None])[0], face)
+    return _scaled(guided_backprop(model, face) * last_stage_gradcams(model, face[None])[0], face)
 
 
 def _register_opt_in(name: str, title: str, face_maps, note: str, config=None) -> Explainer:
@@ -111,7 +116,9 @@ def _register_opt_in(name: str, title: str, face_maps, note: str, config=None) -
         return _per_face(model, faces, progress, lambda face: face_maps(model, face, config))
 
     def describe(model: EmotionModel, config) -> str:
-        return note.format(layer=model.cam_layer_name, size=model.preprocessing.input_size, config=config)
+        return note.format(
+            layer=model.last_stage_layer_name, size=model.preprocessing.input_size, config=config
+        )
 
     return register(Explainer(name, title, run, describe, config=config, default=False))
 

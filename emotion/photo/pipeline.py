@@ -31,9 +31,9 @@ from emotion.explainers.registry import (
     resolve_methods,
     title_of,
 )
-from emotion.faces import Box, DetectConfig, ImageInput, center_box, crop_face, detect_faces, load_image
 from emotion.model import EmotionModel
-from emotion.report import FaceResult, Report
+from emotion.photo.faces import Box, DetectConfig, ImageInput, center_box, crop_face, detect_faces, load_image
+from emotion.photo.report import FaceResult, Report
 from emotion.timing import Deadline, timed
 
 WholeImage = Literal["never", "if_no_face", "always"]
@@ -65,7 +65,7 @@ def explain(
     of it outside the face box (detected faces) and LIME's surrogate R², both nearly free.
     `faithfulness` (True or a FaithfulnessConfig) adds the deletion and insertion AUC of the
     top emotion's map of each method: one batch of 42 faces through the model per method and
-    face, 1-2 s each on 2 CPU cores, 40-45 % of LIME's (README, "Figures beside every map").
+    face, about what as many LIME samples cost (docs/guide.md, "Figures beside every map").
 
     `deadline` (a server's time limit per request) is checked before each method and each
     faithfulness figure: past it, TimeLimitError names the step that would have started.
@@ -105,7 +105,7 @@ def classify(
         faces=results,
         model=model.source,
         is_demo_model=model.is_demo,
-        cam_layer=model.fine_cam_layer_name,
+        gradcam_layer=model.gradcam_layer_name,
         timings_ms=timings,
         crop_margin=margin,
         features=features,

@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
-from emotion.errors import ImageError
-from emotion.sniff import video_container
+from emotion.errors import DetectorUnavailableError, ImageError
+from emotion.storage.media import video_container
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ def has_haar_cascade() -> bool:
 @lru_cache(maxsize=1)
 def _cascade() -> cv2.CascadeClassifier:
     if not has_haar_cascade():
-        raise RuntimeError(
+        raise DetectorUnavailableError(
             f"OpenCV {cv2.__version__} has no CascadeClassifier (OpenCV 5 removed it), so it cannot "
             "find faces: install 'opencv-python-headless<5', or pass face crops with "
             "whole_image='always'."
@@ -189,7 +189,7 @@ def _cascade() -> cv2.CascadeClassifier:
     path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
     cascade = cv2.CascadeClassifier(str(path))
     if cascade.empty():
-        raise RuntimeError(
+        raise DetectorUnavailableError(
             f"OpenCV could not load its Haar cascade from {path}: reinstall 'opencv-python-headless<5'."
         )
     return cascade

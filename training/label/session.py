@@ -2,9 +2,9 @@
 
 This module is the labelling session, without Gradio: the pool's order, the decisions, their
 journal and the dataset tree. The page and the command that starts it are in
-`training/label_page.py` (`main` here hands over to it).
+`training/label/page.py`.
 
-Every decision is appended to DATASET/labels.jsonl (an `emotion.files.Journal`: fsynced, a torn
+Every decision is appended to DATASET/labels.jsonl (an `emotion.storage.files.Journal`: fsynced, a torn
 last line cut off at the next start) before anything else happens, and the session state is only
 ever rebuilt by replaying that journal: closing the page, killing the server or a power cut loses
 at most the click that was in flight, and a restart carries on at the first unsorted face. The
@@ -21,7 +21,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-import sys
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -31,16 +30,16 @@ from typing import Any
 from PIL import Image
 
 from emotion.errors import EmotionLensError
-from emotion.faces import load_image
-from emotion.files import Journal, JournalBusyError, read_journal, write_file_atomically
 from emotion.labels import EMOTIONS
+from emotion.photo.faces import load_image
+from emotion.storage.files import Journal, JournalBusyError, read_journal, write_file_atomically
+from emotion.storage.media import IMAGE_EXTENSIONS
+from training.extract import MANIFEST
 
 log = logging.getLogger("training.label")  # not __name__: that is "__main__" under `python -m`
 
 SKIP = "skip"
 LABELS: tuple[str, ...] = (*EMOTIONS, SKIP)  # what a log line's "label" may hold
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
-MANIFEST = "manifest.jsonl"
 LOG_NAME = "labels.jsonl"
 
 
@@ -119,7 +118,7 @@ def _scan(pool: Path, out: Path) -> list[str]:
     files = []
     for path in pool.rglob("*"):
         rel = path.relative_to(pool)
-        if path.suffix.lower() not in IMAGE_SUFFIXES or _is_hidden(rel) or not path.is_file():
+        if path.suffix.lower() not in IMAGE_EXTENSIONS or _is_hidden(rel) or not path.is_file():
             continue
         if out_rel is not None and rel.is_relative_to(out_rel):
             continue
@@ -148,7 +147,7 @@ def list_pool(pool: Path, out: Path) -> list[str]:
 class LabelSession:
     """Sorting one pool of faces into DATASET; the journal DATASET/labels.jsonl is the only state.
 
-    No Gradio here: the page (`training.label_page.build_page`) and tests drive this class. Safe
+    No Gradio here: the page (`training.label.page.build_page`) and tests drive this class. Safe
     to call from the several threads a Gradio server uses. Use as a context manager, or call
     `close()`, to release the lock on the log before another session opens the same DATASET.
     """
@@ -419,16 +418,3 @@ class LabelSession:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def main(argv: list[str] | None = None) -> int:
-    """The command `python -m training.label`; it lives with the page it starts."""
-    # Imported here, not at the top: the page imports this module (and, run as __main__, imports
-    # it again under its own name, so the session's classes are the ones the page catches).
-    from training.label_page import main as serve_page
-
-    return serve_page(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from emotion.faces import Box
+from emotion.photo.faces import Box
 
 
 def iou(a: Box, b: Box) -> float:

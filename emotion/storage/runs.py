@@ -10,7 +10,7 @@
       curves.png             loss / accuracy / macro-F1 per epoch
       mean_gradcam.png       per emotion, its Grad-CAM averaged over its validation faces
       model/                 the best model in Hub layout (config.json + model.safetensors)
-      report/                `training.report`'s shortcut report: report.json, report.html, PNGs
+      report/                `training.shortcuts`'s shortcut report: report.json, report.html, PNGs
 
 `training.train` writes it, `training.evaluate` writes the metrics part of it, `hub.push` and
 `emotion.load_model` read it. None of them spells a file name of its own.
@@ -35,7 +35,7 @@ CHECKPOINTS = "checkpoints"
 TENSORBOARD = "tensorboard"
 PLOTS = (CONFUSION_MATRIX, CURVES, MEAN_GRADCAM)  # published beside the model
 REPORT = "report"
-# What training.report writes into a report folder; --compare adds the PNGs again, "compare_"-prefixed.
+# What training.shortcuts writes into a report folder; --compare adds the PNGs again, "compare_"-prefixed.
 REPORT_FILES = {
     "json": "report.json",
     "html": "report.html",
@@ -63,6 +63,18 @@ class RunFolder:
     @property
     def metrics(self) -> Path:
         return self.root / METRICS
+
+    @property
+    def confusion_matrix(self) -> Path:
+        return self.root / CONFUSION_MATRIX
+
+    @property
+    def curves(self) -> Path:
+        return self.root / CURVES
+
+    @property
+    def mean_gradcam(self) -> Path:
+        return self.root / MEAN_GRADCAM
 
     @property
     def model_dir(self) -> Path:
@@ -99,7 +111,7 @@ class RunFolder:
         }
 
     def read_report(self) -> dict[str, Any] | None:
-        """report.json of `training.report`, if the run has one."""
+        """report.json of `training.shortcuts`, if the run has one."""
         return read_report(self.report_dir)
 
     def plot(self, name: str) -> Path | None:

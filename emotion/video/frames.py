@@ -16,12 +16,12 @@ import cv2
 import numpy as np
 
 from emotion.errors import ImageError
-from emotion.explainers.gradcam import gradcams
+from emotion.explainers.gradcam import last_stage_gradcams
 from emotion.explainers.render import blend, caption
-from emotion.faces import Box, DetectConfig, crop_face, detect_faces, square_around
-from emotion.follow import FaceFollower
 from emotion.model import EmotionModel
+from emotion.photo.faces import Box, DetectConfig, crop_face, detect_faces, square_around
 from emotion.timing import timed
+from emotion.video.locate import FaceLocator
 
 T = TypeVar("T")
 
@@ -48,7 +48,7 @@ class FrameFaces:
     squares: list[Box]
     crops: np.ndarray
     probabilities: np.ndarray
-    gradcams: np.ndarray
+    last_stage_gradcams: np.ndarray
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
@@ -56,22 +56,22 @@ def analyze_frame(
     model: EmotionModel,
     frame: np.ndarray,
     detect: DetectConfig = VIDEO_DETECT,
-    follower: FaceFollower | None = None,
+    locator: FaceLocator | None = None,
 ) -> FrameFaces:
     """Detect, classify and Grad-CAM every face of one H×W×3 uint8 RGB frame."""
-    return analyze_frames(model, [frame], detect, follower)[0]
+    return analyze_frames(model, [frame], detect, locator)[0]
 
 
 def analyze_frames(
     model: EmotionModel,
     frames: Sequence[np.ndarray],
     detect: DetectConfig = VIDEO_DETECT,
-    follower: FaceFollower | None = None,
+    locator: FaceLocator | None = None,
 ) -> list[FrameFaces]:
     """`analyze_frame` for a few consecutive frames at once: the faces of all of them go through
-    one forward (see FRAMES_PER_FORWARD). With a `follower` (one per stream, built with the same
+    one forward (see FRAMES_PER_FORWARD). With a `locator` (one per stream, built with the same
     `detect`, frames given in order), faces are followed from the frames before and the cascade
-    runs only now and then (see emotion/follow.py). Each frame's timings carry its own detection
+    runs only now and then (see emotion/video/locate.py). Each frame's timings carry its own detection
     and an equal share of the shared forward and Grad-CAM."""
     for frame in frames:
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
@@ -81,7 +81,7 @@ def analyze_frames(
     boxes: list[list[Box]] = []
     for frame, frame_timings in zip(frames, timings, strict=True):
         with timed(frame_timings, "detect"):
-            boxes.append(follower.boxes(frame) if follower else detect_faces(frame, detect))
+            boxes.append(locator.boxes(frame) if locator else detect_faces(frame, detect))
     shared: dict[str, float] = {}
     with timed(shared, "classify"):
         crops = np.zeros((sum(map(len, boxes)), size, size, 3), np.uint8)
@@ -125,7 +125,7 @@ def _probabilities_and_cams(
             probabilities, features = model.predict_with_features(crops)
     with timed(timings, "gradcam"):
         if len(crops):
-            cams = gradcams(model, crops, features)
+            cams = last_stage_gradcams(model, crops, features)
     return probabilities, cams
 
 
@@ -135,7 +135,7 @@ def annotate_frame(frame: np.ndarray, faces: FrameFaces, labels: tuple[str, ...]
     out = frame.copy()
     height, width = out.shape[:2]
     for box, sq, probs, cams in zip(
-        faces.boxes, faces.squares, faces.probabilities, faces.gradcams, strict=True
+        faces.boxes, faces.squares, faces.probabilities, faces.last_stage_gradcams, strict=True
     ):
         top = int(np.argmax(probs))
         heat = cv2.resize(cams[top], (sq.w, sq.h), interpolation=cv2.INTER_LINEAR)

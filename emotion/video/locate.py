@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from emotion.faces import Box, DetectConfig, detect_faces
-from emotion.tracks import iou
+from emotion.photo.faces import Box, DetectConfig, detect_faces
+from emotion.video.identity import iou
 
 
 @dataclass(frozen=True)
-class FollowConfig:
+class LocateConfig:
     # The cascade runs on every k-th frame at least. On bench.video's 60 frames, 4 finds 116 of
     # the 120 planted faces (the cascade on every frame: 98; every 6th: 114; every 10th: 110).
     detect_every: int = 4
@@ -38,19 +38,19 @@ SAME_FACE_IOU = 0.3  # a followed box overlapping a new detection this much is t
 
 
 @dataclass
-class _Followed:
+class _Located:
     box: Box
     template: np.ndarray  # grey, template_side wide
 
 
 @dataclass
-class FaceFollower:
+class FaceLocator:
     """Boxes of the faces in each frame of one stream, in order (keep one per stream)."""
 
     detect: DetectConfig
-    config: FollowConfig = FollowConfig()
+    config: LocateConfig = LocateConfig()
     detections: int = 0  # how many frames the cascade ran on, for the benchmark
-    _faces: list[_Followed] = field(default_factory=list)
+    _faces: list[_Located] = field(default_factory=list)
     _since_detection: int = 0
 
     def boxes(self, frame: np.ndarray) -> list[Box]:
@@ -69,7 +69,7 @@ class FaceFollower:
         found = detect_faces(frame, self.detect)
         kept = [box for box in still_matched if all(iou(box, other) < SAME_FACE_IOU for other in found)]
         boxes = sorted(found + kept, key=lambda box: box.area, reverse=True)  # largest first, as detected
-        self._faces = [_Followed(box, self._grey(frame, box)) for box in boxes]
+        self._faces = [_Located(box, self._grey(frame, box)) for box in boxes]
         self._since_detection = 0
         self.detections += 1
         return boxes
@@ -79,7 +79,7 @@ class FaceFollower:
         patch = frame[box.y : box.y + box.h, box.x : box.x + box.w]
         return cv2.cvtColor(cv2.resize(patch, (side, side), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
 
-    def _match(self, frame: np.ndarray, face: _Followed) -> Box | None:
+    def _match(self, frame: np.ndarray, face: _Located) -> Box | None:
         """The face's box in this frame, same size, or None where it cannot be matched."""
         box, height, width = face.box, *frame.shape[:2]
         reach_x, reach_y = round(box.w * self.config.reach), round(box.h * self.config.reach)

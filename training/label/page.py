@@ -15,7 +15,7 @@ For scripts (gradio_client), the page has three JSON endpoints: `/label` (label:
 "skip") sorts the current face, `/undo` takes back the last decision, `/status` says where the
 session stands. Each returns {"current", "done", "total", "skipped", "counts"} (+ what it did).
 
-This module is the page and the command; what they drive is `training.label.LabelSession`.
+This module is the page and the command; what they drive is `training.label.session.LabelSession`.
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from emotion.cli import command
+from emotion.cli import command, program_name
 from emotion.errors import EmotionLensError
-from emotion.faces import load_image
 from emotion.labels import EMOTIONS
-from training.label import LABELS, SKIP, LabelError, LabelSession, Progress, StaleFaceError
+from emotion.photo.faces import load_image
+from training.label.session import LABELS, SKIP, LabelError, LabelSession, Progress, StaleFaceError
 
 if TYPE_CHECKING:  # Gradio is imported where the page is built, so this module imports without it
     import gradio as gr
@@ -263,7 +263,7 @@ def build_page(session: LabelSession, config: PageConfig = PageConfig()) -> gr.B
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m training.label",
+        prog=program_name("training.label"),
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -287,14 +287,21 @@ def main(argv: list[str] | None = None) -> int:
     config = PageConfig(host=args.host, port=args.port)
     with LabelSession(args.pool, args.out) as session:
         page = build_page(session, config)
-        page.queue().launch(
-            server_name=config.host,
-            server_port=config.port,
-            show_error=True,
-            allowed_paths=[str(session.pool.resolve())],  # the strip shows pool files as they are
-            js=KEYS_JS,
-            css=CSS,
-        )
+        try:
+            page.queue().launch(
+                server_name=config.host,
+                server_port=config.port,
+                show_error=True,
+                allowed_paths=[str(session.pool.resolve())],  # the strip shows pool files as they are
+                js=KEYS_JS,
+                css=CSS,
+            )
+        except OSError as err:  # Gradio's "Cannot find empty port", or an address it cannot bind
+            raise LabelError(
+                f"Cannot serve the labelling page on {config.host}:{config.port}: {str(err).rstrip('.')}. "
+                "Another "
+                "program may hold that port: pass --port with a free one."
+            ) from err
     return 0
 
 

@@ -1,5 +1,5 @@
 """Following faces between detections finds the faces the cascade finds, in fewer cascade runs,
-and lets go of a face that is gone (emotion/follow.py)."""
+and lets go of a face that is gone (emotion/video/locate.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from bench.video import detection_counts, synthetic_stream
-from emotion.faces import detect_faces
-from emotion.follow import FaceFollower, FollowConfig
-from emotion.video import VIDEO_DETECT, analyze_frame, analyze_frames, batches
+from emotion.photo.faces import detect_faces
+from emotion.video.frames import VIDEO_DETECT, analyze_frame, analyze_frames, batches
+from emotion.video.locate import FaceLocator, LocateConfig
 
 
 @pytest.fixture(scope="module")
@@ -17,30 +17,30 @@ def stream():
     return synthetic_stream(30)
 
 
-def _followed(frames, config: FollowConfig) -> tuple[list, FaceFollower]:
-    follower = FaceFollower(VIDEO_DETECT, config)
-    return [follower.boxes(frame) for frame in frames], follower
+def _located(frames, config: LocateConfig) -> tuple[list, FaceLocator]:
+    locator = FaceLocator(VIDEO_DETECT, config)
+    return [locator.boxes(frame) for frame in frames], locator
 
 
 def test_following_finds_the_planted_faces_with_a_quarter_of_the_cascade_runs(stream):
     every_frame = detection_counts([detect_faces(f, VIDEO_DETECT) for f in stream.frames], stream.faces)
-    boxes, follower = _followed(stream.frames, FollowConfig())
+    boxes, locator = _located(stream.frames, LocateConfig())
     followed = detection_counts(boxes, stream.faces)
     assert followed["false_positives"] == 0, followed
     assert followed["hits"] >= every_frame["hits"], (followed, every_frame)
-    assert follower.detections <= len(stream.frames) // FollowConfig().detect_every + 3
+    assert locator.detections <= len(stream.frames) // LocateConfig().detect_every + 3
 
 
 def test_detect_every_frame_runs_the_cascade_on_every_frame_and_keeps_its_boxes(stream):
-    boxes, follower = _followed(stream.frames[:8], FollowConfig(detect_every=1))
-    assert follower.detections == 8
+    boxes, locator = _located(stream.frames[:8], LocateConfig(detect_every=1))
+    assert locator.detections == 8
     for found, frame in zip(boxes, stream.frames[:8], strict=True):
         assert set(detect_faces(frame, VIDEO_DETECT)) <= set(found)
 
 
 def test_a_face_that_is_gone_is_let_go_and_a_blind_follower_keeps_a_stale_box(stream):
-    """Halfway, the faces are painted over with the backdrop. The follower must not keep boxes
-    where nothing is; the control, a follower that accepts any match, does."""
+    """Halfway, the faces are painted over with the backdrop. The locator must not keep boxes
+    where nothing is; the control, a locator that accepts any match, does."""
     frames = [f.copy() for f in stream.frames[:12]]
     rng = np.random.default_rng(0)
     for frame, planted in zip(frames[6:], stream.faces[6:12], strict=True):
@@ -51,12 +51,12 @@ def test_a_face_that_is_gone_is_let_go_and_a_blind_follower_keeps_a_stale_box(st
             patch = frame[ys, xs]
             frame[ys, xs] = np.clip(rng.normal(128, 12, patch.shape), 0, 255).astype(np.uint8)
 
-    def stale(config: FollowConfig) -> int:
-        boxes, _ = _followed(frames, config)
+    def stale(config: LocateConfig) -> int:
+        boxes, _ = _located(frames, config)
         return detection_counts(boxes[7:], [[] for _ in boxes[7:]])["false_positives"]
 
-    assert stale(FollowConfig()) == 0
-    assert stale(FollowConfig(min_score=-1.0)) > 0  # the control: nothing checks the match
+    assert stale(LocateConfig()) == 0
+    assert stale(LocateConfig(min_score=-1.0)) > 0  # the control: nothing checks the match
 
 
 def test_frames_analysed_together_give_each_frames_own_answers(untrained_model, stream):
@@ -66,7 +66,7 @@ def test_frames_analysed_together_give_each_frames_own_answers(untrained_model, 
         alone = analyze_frame(untrained_model, frame)
         assert result.boxes == alone.boxes
         np.testing.assert_allclose(result.probabilities, alone.probabilities, atol=1e-5)
-        np.testing.assert_allclose(result.gradcams, alone.gradcams, atol=1e-4)
+        np.testing.assert_allclose(result.last_stage_gradcams, alone.last_stage_gradcams, atol=1e-4)
         assert {"detect", "classify", "gradcam", "total"} <= set(result.timings_ms)
     assert sum(len(r.boxes) for r in together) > 0
     assert analyze_frames(untrained_model, []) == []

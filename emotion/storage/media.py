@@ -1,4 +1,5 @@
-"""What a file is, from its first bytes: image, video or audio, whatever its name says.
+"""What a file is: from its first bytes (image, video or audio, whatever its name says), or from
+its name where the bytes are no help.
 
 Three places ask: the photo decoder (a video uploaded as a photo gets a message naming the
 right tab), the video reader (an audio file gets a message saying it has no picture) and the
@@ -8,7 +9,20 @@ They share these signatures so that they agree on what a file is. 16 bytes are e
 
 from __future__ import annotations
 
+from pathlib import Path
+
 HEAD_BYTES = 16
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
+)
+# Videos are recognised by extension when a folder is walked: FFmpeg "opens" almost anything (a
+# .txt file plays as a video through its tty demuxer), so asking VideoCapture is no test of what a
+# file is.
+VIDEO_EXTENSIONS = frozenset(
+    {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts"}
+    | {".mts", ".m2ts", ".ogv", ".vob", ".mxf", ".divx"}
+)
 
 # ISO-media brands of still images (HEIC, AVIF): the same box structure as MP4, but photos.
 HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis")
@@ -52,4 +66,14 @@ def media_kind(head: bytes) -> str | None:
         return "image"
     if video_container(head):
         return "video"
+    return None
+
+
+def kind_from_name(path: str | Path) -> str | None:
+    """'image' or 'video' from a file's extension, else None."""
+    suffix = Path(path).suffix.lower()
+    if suffix in VIDEO_EXTENSIONS:
+        return "video"
+    if suffix in IMAGE_EXTENSIONS:
+        return "image"
     return None

@@ -15,11 +15,22 @@ def top_k_overlap(a: np.ndarray, b: np.ndarray, k: int = 5) -> float:
     return len(set(np.argsort(-a)[:k]) & set(np.argsort(-b)[:k])) / k
 
 
+def flat_agreement(a: np.ndarray, b: np.ndarray) -> float | None:
+    """The convention every similarity here follows when a map or weight vector is flat (nothing
+    to rank or correlate): 1.0 for two flat, equal ones, 0.0 for a flat one against any other,
+    so a map collapsed to a constant counts as different, not as a missing value. None when both
+    vary."""
+    if np.ptp(a) and np.ptp(b):
+        return None
+    return 1.0 if np.allclose(a, b) else 0.0
+
+
 def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman correlation of two weight vectors; 1.0 when both are constant (nothing to rank)."""
-    if np.ptp(a) == 0 or np.ptp(b) == 0:
-        return 1.0 if np.ptp(a) == np.ptp(b) else 0.0
-    return float(spearmanr(a, b).statistic)
+    """Spearman correlation of two vectors (or maps, pixel by pixel), flat ones as
+    `flat_agreement` says."""
+    a, b = np.ravel(a).astype(np.float64), np.ravel(b).astype(np.float64)
+    flat = flat_agreement(a, b)
+    return flat if flat is not None else float(spearmanr(a, b).statistic)
 
 
 def lime_agreement(a: np.ndarray, b: np.ndarray, k: int = 5) -> dict[str, float]:
@@ -33,8 +44,7 @@ def lime_agreement(a: np.ndarray, b: np.ndarray, k: int = 5) -> dict[str, float]
 
 
 def map_correlation(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson correlation of two maps; 1.0 when both are flat (ReLU left nothing) and equal."""
+    """Pearson correlation of two maps, flat ones (ReLU left nothing) as `flat_agreement` says."""
     a, b = np.ravel(a).astype(np.float64), np.ravel(b).astype(np.float64)
-    if np.ptp(a) == 0 or np.ptp(b) == 0:
-        return 1.0 if np.allclose(a, b) else 0.0
-    return float(np.corrcoef(a, b)[0, 1])
+    flat = flat_agreement(a, b)
+    return flat if flat is not None else float(np.corrcoef(a, b)[0, 1])

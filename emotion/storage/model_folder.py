@@ -2,7 +2,7 @@
 
 A model folder is `model.safetensors` + `config.json` in timm's Hub layout, so the same folder
 loads here, in `timm.create_model("local-dir:…", pretrained=True)` and in
-`transformers.pipeline("image-classification", model=folder)`. A run folder (`emotion.runs`) is a
+`transformers.pipeline("image-classification", model=folder)`. A run folder (`emotion.storage.runs`) is a
 source too: its `model/` is read. Only safetensors weights are ever loaded; pickle checkpoints
 can run code.
 """
@@ -20,7 +20,6 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from emotion.errors import ModelLoadError, UnsupportedArchitectureError
-from emotion.files import write_folder_atomically
 from emotion.labels import EMOTIONS
 from emotion.model import (
     IMAGENET_MEAN,
@@ -30,12 +29,13 @@ from emotion.model import (
     build_model,
     resolve_precision,
 )
-from emotion.runs import RunFolder
+from emotion.storage.files import write_folder_atomically
+from emotion.storage.runs import RunFolder
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".ckpt", ".pkl")  # never loaded: they can run code
-# v4: the recipe trains in fp32 on every CPU; v3's model depended on the machine that built it.
+# Bumped whenever the recipe changes, so a user's cached build of an older recipe is not served.
 DEMO_MODEL_NAME = "demo-synthetic-v4"
 # The demo model as the project ships it, in the package like OpenCV's Haar cascade: a run
 # folder (model/, metrics, plots, the shortcut report) written by `python -m training.demo --ship`.

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from emotion.faces import Box, DetectConfig
+from emotion.photo.faces import Box, DetectConfig
+from emotion.storage.files import rounded_for_json
 
 
 @dataclass
@@ -39,19 +39,9 @@ class FaceResult:
             "top": self.top,
             "probs": {k: round(float(v), 6) for k, v in self.probs.items()},
             "methods": list(self.maps),  # in the registry's order (emotion.explainers.registry)
-            "figures": {method: _rounded_figures(fig) for method, fig in self.figures.items()},
+            "figures": {method: rounded_for_json(fig) for method, fig in self.figures.items()},
             "sentences": list(self.sentences),
         }
-
-
-def _rounded_figures(figures: dict[str, dict[str, float]]) -> dict[str, dict[str, float | None]]:
-    return {name: {label: _rounded(v) for label, v in by_label.items()} for name, by_label in figures.items()}
-
-
-def _rounded(value: float) -> float | None:
-    """4 decimals; nan (a figure with no value, e.g. the share of an all-zero map) → null, since
-    NaN is not JSON."""
-    return None if math.isnan(value) else round(float(value), 4)
 
 
 @dataclass
@@ -61,11 +51,11 @@ class Report:
     faces: list[FaceResult]  # the faces that were classified and explained
     model: str  # where the model came from
     is_demo_model: bool  # trained on synthetic faces: not for real photos
-    cam_layer: str  # the block Grad-CAM read
+    gradcam_layer: str  # the block the default Grad-CAM read
     timings_ms: dict[str, float] = field(default_factory=dict)
     crop_margin: float = DetectConfig().margin  # the share of a detected box added around it when cut
     # The classification forward's last-block output (N×K×h×w), which spares Grad-CAM at the last
-    # stage a forward when maps are added later (emotion.pipeline.add_explanations); not saved.
+    # stage a forward when maps are added later (emotion.photo.pipeline.add_explanations); not saved.
     features: Any = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -75,6 +65,6 @@ class Report:
             "faces": [f.to_dict() for f in self.faces],
             "model": self.model,
             "is_demo_model": self.is_demo_model,
-            "cam_layer": self.cam_layer,
+            "gradcam_layer": self.gradcam_layer,
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
         }

@@ -1,4 +1,4 @@
-"""Reading a shortcut report (`training.report`'s report.json and pictures) for the page and the
+"""Reading a shortcut report (`training.shortcuts`'s report.json and pictures) for the page and the
 model card: which model has one, its table in Markdown, its pictures with captions."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import html
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from emotion.runs import REPORT_FILES, RunFolder, read_report
+from emotion.storage.runs import REPORT_FILES, RunFolder, read_report
 
 if TYPE_CHECKING:
     from emotion.model import EmotionModel
@@ -135,7 +135,7 @@ def report_pictures(folder: Path) -> list[tuple[Path, str]]:
 def no_report_text() -> str:
     return (
         "This model has no shortcut report. Make one for a run folder with "
-        f"`python -m training.report --model RUN --data DATA` (it writes `report/{REPORT_FILES['json']}` "
+        f"`python -m training.shortcuts --model RUN --data DATA` (it writes `report/{REPORT_FILES['json']}` "
         "there), then serve the run folder: `python -m app --model RUN`."
     )
 

@@ -6,9 +6,9 @@ ResNet stage, then the stem), cumulatively, and measures how much each method's 
 faces still resemble the trained model's. A method whose maps barely move is explaining the image
 (edges, contrast), not the model: it "fails the sanity check".
 
-API (used by training/report.py and bench/truth.py)::
+API (used by training/shortcuts.py and bench/truth.py)::
 
-    from emotion.explainers.sanity import cascading_randomisation, save_sanity_plot
+    from emotion.evaluation.sanity import cascading_randomisation, save_sanity_plot
 
     result = cascading_randomisation(model, faces, ("gradcam", "guided_backprop"))
     result.flagged_methods()          # ("guided_backprop",) when its maps barely change
@@ -45,13 +45,13 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr
 from torch import nn
 
 from emotion.errors import EmotionLensError
+from emotion.evaluation.agreement import rank_correlation
 from emotion.explainers.registry import ProgressFn, resolve_methods, title_of
-from emotion.files import save_figure
 from emotion.model import EmotionModel
+from emotion.storage.files import save_figure
 
 log = logging.getLogger(__name__)
 
@@ -184,18 +184,13 @@ class SanityResult:
 
 
 def spearman_map_correlation(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman rank correlation of two maps of one shape, pixel by pixel.
-
-    A flat map has no ranking: two flat, equal maps give 1.0, a flat map against any other 0.0
-    (the convention of `emotion.explainers.compare`), so a map that a random network collapses to
-    a constant counts as changed, not as a missing value.
-    """
-    a, b = np.ravel(a).astype(np.float64), np.ravel(b).astype(np.float64)
-    if a.shape != b.shape:
-        raise SanityCheckError(f"Maps of different sizes ({a.size} and {b.size} pixels) cannot be compared.")
-    if np.ptp(a) == 0 or np.ptp(b) == 0:
-        return 1.0 if np.allclose(a, b) else 0.0
-    return float(spearmanr(a, b).statistic)
+    """Spearman rank correlation of two maps of one shape, pixel by pixel (`rank_correlation`: a
+    map that a random network collapses to a constant counts as changed)."""
+    if np.size(a) != np.size(b):
+        raise SanityCheckError(
+            f"Maps of different sizes ({np.size(a)} and {np.size(b)} pixels) cannot be compared."
+        )
+    return rank_correlation(a, b)
 
 
 def map_ssim(a: np.ndarray, b: np.ndarray) -> float:
@@ -322,7 +317,7 @@ def cascading_randomisation(
     if faces.ndim != 4 or faces.shape[-1] != 3 or len(faces) == 0:
         raise SanityCheckError(
             f"faces must be an N×H×W×3 uint8 array with N ≥ 1, not shape {faces.shape}: crop them with "
-            "emotion.faces first."
+            "emotion.photo.faces first."
         )
     if labels not in ("predicted", "all"):
         raise SanityCheckError(f"labels must be 'predicted' or 'all', not {labels!r}.")

@@ -1,9 +1,9 @@
-"""The shortcut detector: ``python -m training.report --model SRC --data SRC --out DIR [--compare OLD]``.
+"""The shortcut detector: ``python -m training.shortcuts --model SRC --data SRC --out DIR [--compare OLD]``.
 
-The seed's lesson: a ResNet learned "angry" from a corner of the background, and only per-class
+The original project's lesson: a ResNet learned "angry" from a corner of the background, and only per-class
 maps showed it. This report makes that visible and checks it causally, class by class:
 
-- the mean Grad-CAM (the last stage's, `emotion.explainers.gradcam.gradcams`: no backward
+- the mean Grad-CAM (the last stage's, `emotion.explainers.gradcam.last_stage_gradcams`: no backward
   pass, so cheap over hundreds of faces) and LIME of each class over its correctly classified
   faces, with the share of each map's mass that lies outside the face and its spread over them;
 - two causal tests per class, each against a control made on the same faces: covering the
@@ -42,17 +42,16 @@ from typing import Any
 import cv2
 import numpy as np
 
-from emotion.cli import command
+from emotion.cli import command, program_name
 from emotion.errors import EmotionLensError
+from emotion.evaluation.shortcut_view import test_cell
 from emotion.explainers.figures import background_share
-from emotion.explainers.gradcam import default_gradcams, gradcams
+from emotion.explainers.gradcam import default_gradcams, last_stage_gradcams
 from emotion.explainers.registry import get_explainer, parse_methods
 from emotion.explainers.render import overlay
-from emotion.files import save_figure, write_file_atomically
 from emotion.model import EmotionModel
-from emotion.runs import REPORT_FILES, RunFolder
-from emotion.shortcut import test_cell
-from training.metrics import pyplot
+from emotion.storage.files import pyplot, rounded_for_json, save_figure, write_file_atomically
+from emotion.storage.runs import REPORT_FILES, RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +95,7 @@ class ReportConfig:
     top_share: float = 0.10  # localization: the map's mass in this share of its strongest face pixels
     mistakes: int = 6  # most confident mistakes shown
     methods: tuple[str, ...] = ("gradcam", "lime")  # mean maps drawn; Grad-CAM also locates the region
-    # The sanity check section (cascading randomisation, emotion.explainers.sanity): these methods
+    # The sanity check section (cascading randomisation, emotion.evaluation.sanity): these methods
     # on this many faces; () leaves it out. Guided backprop costs ~2.6 s a face per network copy
     # (7 copies) on 2 CPU cores, Grad-CAM next to nothing, LIME ~3.5 s: hence opt-in.
     sanity_methods: tuple[str, ...] = ()
@@ -373,7 +372,7 @@ class ModelReport:
     mean_faces: dict[str, np.ndarray]  # label → mean face
     mistakes: list[dict[str, Any]]
     mistake_tiles: list[tuple[np.ndarray, str]]
-    sanity: Any = None  # emotion.explainers.sanity.SanityResult, when asked for
+    sanity: Any = None  # emotion.evaluation.sanity.SanityResult, when asked for
     remedy: Remedy | None = None  # what to do when a class is flagged
 
     @property
@@ -448,7 +447,7 @@ def build_report(model: EmotionModel, faces: ReportFaces, cfg: ReportConfig = Re
             continue
         images, masks = faces.images[own], faces.face_masks[own]
         mean_faces[label] = images.astype(np.float32).mean(0).round().astype(np.uint8)
-        cams = gradcams(model, images)[:, index]
+        cams = last_stage_gradcams(model, images)[:, index]
         # The lean and the localization read the stride-8 Grad-CAM: the last stage's coarse grid,
         # anchored at the crop's top-left corner, tilts every class's map to one side.
         fine = default_gradcams(model, images)[:, index]
@@ -482,7 +481,7 @@ def build_report(model: EmotionModel, faces: ReportFaces, cfg: ReportConfig = Re
     mistakes, tiles = _mistakes(model, faces, probs, cfg.mistakes)
     sanity = None
     if cfg.sanity_methods:
-        from emotion.explainers.sanity import cascading_randomisation
+        from emotion.evaluation.sanity import cascading_randomisation
 
         picks = classes_in_turn(faces.labels)[: cfg.sanity_faces]
         sanity = cascading_randomisation(model, faces.images[picks], cfg.sanity_methods)
@@ -564,7 +563,7 @@ def remedy_for(model: EmotionModel, data: str, seed: int = 0) -> Remedy:
     return Remedy(
         "To remove it, retrain against the background (every training face on other faces' "
         "backgrounds), then see the classes before and after:",
-        (train, f"python -m training.report --model {new} --data {data}{split_seed} --compare {old}"),
+        (train, f"python -m training.shortcuts --model {new} --data {data}{split_seed} --compare {old}"),
     )
 
 
@@ -767,7 +766,7 @@ def _mistakes(model: EmotionModel, faces: ReportFaces, probs: np.ndarray, k: int
     wrong = wrong[np.argsort(-probs[wrong, pred[wrong]])][:k]
     if len(wrong) == 0:
         return [], []
-    cams = gradcams(model, faces.images[wrong])
+    cams = last_stage_gradcams(model, faces.images[wrong])
     rows, tiles = [], []
     for j, i in enumerate(wrong):
         true, guess, p = model.labels[faces.labels[i]], model.labels[pred[i]], float(probs[i, pred[i]])
@@ -777,23 +776,13 @@ def _mistakes(model: EmotionModel, faces: ReportFaces, probs: np.ndarray, k: int
 
 
 def class_json(figures: ClassFigures) -> dict[str, Any]:
-    values = _rounded({k: v for k, v in asdict(figures).items() if k != "region_mask"})
+    values = rounded_for_json({k: v for k, v in asdict(figures).items() if k != "region_mask"})
     # p-values to 3 significant digits: 4 decimals would turn p = 2e-06 into a p of 0.
     values.update({k: float(f"{v:.3g}") for k in P_VALUES if (v := getattr(figures, k)) is not None})
     return values
 
 
 P_VALUES = ("occlusion_p", "swap_p")
-
-
-def _rounded(value: Any) -> Any:
-    if isinstance(value, float):
-        return round(value, 4)
-    if isinstance(value, dict):
-        return {k: _rounded(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_rounded(v) for v in value]
-    return value
 
 
 # --- pictures -----------------------------------------------------------------------------
@@ -903,7 +892,7 @@ def write_pictures(report: ModelReport, out: Path, prefix: str = "") -> dict[str
         files["mistakes"] = f"{prefix}{REPORT_FILES['mistakes']}"
         save_tiles(report.mistake_tiles, out / files["mistakes"])
     if report.sanity is not None:
-        from emotion.explainers.sanity import save_sanity_plot
+        from emotion.evaluation.sanity import save_sanity_plot
 
         files["sanity"] = f"{prefix}{REPORT_FILES['sanity']}"
         save_sanity_plot(report.sanity, out / files["sanity"])
@@ -927,7 +916,7 @@ def differences(before: ModelReport, after: ModelReport, *, marked: float = 0.1)
             ("localization", _mean(a.localization), _mean(b.localization)),
             ("recall", a.recall, b.recall),
         ):
-            row[key] = [_rounded(x), _rounded(y)]
+            row[key] = [rounded_for_json(x), rounded_for_json(y)]
             row[f"{key}_change"] = None if x is None or y is None else round(y - x, 4)
         changes = [abs(v) for k, v in row.items() if k.endswith("_change") and v is not None]
         flips = a.flagged != b.flagged or a.one_sided != b.one_sided
@@ -1172,7 +1161,7 @@ def report_model(
 ) -> dict[str, Any]:
     """Load, compute and write; `out` None means the run folder's report/ (a run folder is needed).
     `compare`: the model before this one, reported on the same faces and shown beside it."""
-    from emotion.model_io import load_model
+    from emotion.storage.model_folder import load_model
 
     if out is None:
         run = RunFolder.holding(model_source)
@@ -1194,7 +1183,7 @@ def report_model(
 @command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m training.report",
+        prog=program_name("training.shortcuts"),
         description=__doc__.split("\n\n")[0] + " Flags classes whose predictions depend on the background.",
     )
     parser.add_argument("--model", required=True, help="run folder, model folder or Hub id")

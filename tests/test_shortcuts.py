@@ -1,5 +1,5 @@
-"""The shortcut detector (training.report) and the ground-truth scores (bench.truth's), on known
-answers: planted regions, hand-made maps, tiny models, and the seed's story as a slow test."""
+"""The shortcut detector (training.shortcuts) and the ground-truth scores (bench.truth's), on known
+answers: planted regions, hand-made maps, tiny models, and the original project's story as a slow test."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from emotion import EMOTIONS
-from emotion.explainers.groundtruth import centred_blob, dilate, pointing_score, region_share
-from emotion.runs import REPORT_FILES, RunFolder
-from training.report import (
+from emotion.evaluation.groundtruth import centred_blob, dilate, pointing_score, region_share
+from emotion.storage.runs import REPORT_FILES, RunFolder
+from training.shortcuts import (
     ClassFigures,
     ReportConfig,
     ReportError,
@@ -32,7 +32,7 @@ from training.report import (
     where_in_face,
     write_report,
 )
-from training.report import main as report_main
+from training.shortcuts import main as report_main
 from training.synthetic import (
     SyntheticSpec,
     SyntheticSpecError,
@@ -266,7 +266,7 @@ def test_a_model_reading_one_side_of_the_picture_is_named_and_one_following_the_
     (put on a random side of each face) follows the face, however lopsided each face is; one
     that reads both eyes reads no side."""
     monkeypatch.setattr(
-        "training.report.default_gradcams", lambda model, faces: np.ones((len(faces), 5, 100, 100))
+        "training.shortcuts.default_gradcams", lambda model, faces: np.ones((len(faces), 5, 100, 100))
     )
     drawn = make_dataset(12, seed=5, workers=1)
     faces = ReportFaces(drawn.images, drawn.labels, drawn.masks["face"], "test", "synthetic face masks")
@@ -371,10 +371,10 @@ def test_report_cli_needs_out_for_a_bare_model_folder(untrained_folder, capsys):
     assert "give --out" in capsys.readouterr().err
 
 
-# --- the seed's story ---------------------------------------------------------------------
+# --- the original project's story ---------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def seed_story(tmp_path_factory) -> dict:
-    """The seed's story on the user's path: ImageFolders of crops (no masks), every angry face
+    """The original project's story on the user's path: ImageFolders of crops (no masks), every angry face
     stamped in one and no face in the other, each trained as the seed first did (no dropout, no
     augmentation), for 12 epochs: at the preset's 5 a crop-trained model classifies half the
     faces right, and classes with too few of them go untested; and each again against the
@@ -389,7 +389,7 @@ def seed_story(tmp_path_factory) -> dict:
         for option in ([], ["--against-background"]):
             key = f"{name}, against background" if option else name
             out = root / key.replace(", ", "-").replace(" ", "-")
-            args = ["--preset", "seed", "--data", str(data), "--out", str(out), "--seed", "1", "--epochs",
+            args = ["--preset", "original", "--data", str(data), "--out", str(out), "--seed", "1", "--epochs",
                     "12", *option]  # fmt: skip
             assert train_main(args) == 0
             runs[key] = (out, data)
@@ -456,7 +456,7 @@ def test_training_against_the_background_removes_the_stamp_and_compare_shows_it(
 def test_training_against_the_background_leaves_a_clean_model_s_accuracy_alone(seed_story):
     """On clean crops the option has nothing to remove: the accuracy on unseen faces stays
     (measured: see docs/findings.md), and the report flags nothing."""
-    from emotion.model_io import load_model
+    from emotion.storage.model_folder import load_model
 
     unseen = make_dataset(40, seed=4242, workers=1)
     accuracy = {}
@@ -467,17 +467,17 @@ def test_training_against_the_background_leaves_a_clean_model_s_accuracy_alone(s
 
 
 def test_the_page_shows_what_to_do_for_a_flagged_model():
-    from emotion.shortcut import report_markdown
+    from emotion.evaluation.shortcut_view import report_markdown
 
     remedy = {
         "sentence": "To remove it, retrain against the background:",
-        "commands": ["python -m training.train --against-background", "python -m training.report"],
+        "commands": ["python -m training.train --against-background", "python -m training.shortcuts"],
     }
     report = {"flagged": ["angry"], "summary": "angry depends on the background.", "classes": {},
               "remedy": remedy, "data": "faces/", "accuracy": 0.9, "macro_f1": 0.9}  # fmt: skip
     text = report_markdown(report)
     assert "**What to do:** To remove it, retrain against the background:" in text
-    assert "```bash\npython -m training.train --against-background\npython -m training.report\n```" in text
+    assert "```bash\npython -m training.train --against-background\npython -m training.shortcuts\n```" in text
     assert "What to do" not in report_markdown({**report, "flagged": [], "remedy": None})
 
 
@@ -520,7 +520,7 @@ def test_bench_truth_pointing_prints_both_tables_and_writes_the_json(untrained_f
 
 
 def test_the_remedy_names_the_run_s_config_or_says_the_option_was_already_used(untrained_model, tmp_path):
-    from training.report import remedy_for
+    from training.shortcuts import remedy_for
 
     bare = remedy_for(untrained_model, "faces/")
     assert bare.commands[0] == "python -m training.train --data faces/ --out NEW --against-background"

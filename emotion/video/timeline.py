@@ -2,9 +2,9 @@
 frames where its emotion changes or peaks shown with Grad-CAM, and the whole as CSV.
 
 The video is read in order and analysed at `VideoLimits.sample_fps` (every k-th frame is
-decoded, the others only grabbed); the analysed frames go through `emotion.video.analyze_frames`
+decoded, the others only grabbed); the analysed frames go through `emotion.video.frames.analyze_frames`
 a few at a time (cascade, crops, one forward for all their faces) and
-`emotion.tracks.FaceTracker` gives each face its number. The key frames carry the photo tab's
+`emotion.video.identity.FaceTracker` gives each face its number. The key frames carry the photo tab's
 Grad-CAM (the stride-8 stage), computed for those frames only.
 """
 
@@ -27,12 +27,13 @@ from PIL import Image
 from emotion.errors import VideoError
 from emotion.explainers.gradcam import default_gradcams
 from emotion.explainers.render import overlay
-from emotion.faces import Box, DetectConfig
 from emotion.model import EmotionModel
-from emotion.sniff import HEAD_BYTES, audio_kind
+from emotion.photo.faces import Box, DetectConfig
+from emotion.storage.files import pyplot
+from emotion.storage.media import HEAD_BYTES, audio_kind
 from emotion.timing import Deadline, timed
-from emotion.tracks import FaceTracker
-from emotion.video import FRAMES_PER_FORWARD, VIDEO_DETECT, analyze_frames, batches
+from emotion.video.frames import FRAMES_PER_FORWARD, VIDEO_DETECT, analyze_frames, batches
+from emotion.video.identity import FaceTracker
 
 log = logging.getLogger(__name__)
 
@@ -433,11 +434,7 @@ def timeline_figure(timeline: Timeline, *, max_faces: int = 3):
     """A matplotlib figure: per face (the `max_faces` seen longest), the smoothed probabilities
     over time as lines, the raw ones as faint dots, and a strip on top coloured by the dominant
     emotion."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     shown = sorted(timeline.faces, key=lambda f: -len(f.times_s))[:max_faces]
     rows = max(1, len(shown))
     fig, axes = plt.subplots(rows, 1, figsize=(9, 2.6 * rows + 0.6), squeeze=False, sharex=True)

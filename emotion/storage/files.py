@@ -13,12 +13,16 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
+
+import numpy as np
 
 from emotion.errors import EmotionLensError
 
@@ -56,16 +60,46 @@ def write_folder_atomically(folder: str | Path, fill: Callable[[Path], T]) -> T:
 
 
 def write_file_atomically(path: str | Path, data: bytes, *, fsync: bool = False) -> None:
-    """Write `data` to a temp name beside `path`, then rename it into place. With `fsync`, the
-    bytes reach the disk before the rename (for files a restart must find whole)."""
+    """Write `data` to a temp file beside `path`, then rename it into place. The temp file's name
+    is its writer's own (`.NAME.<random>.tmp`), so two threads writing one path never share it;
+    it is removed if the write fails. With `fsync`, the bytes reach the disk before the rename
+    (for files a restart must find whole)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        if fsync:
-            f.flush()
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        with open(tmp, "xb") as f:
+            f.write(data)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def rounded_for_json(value: Any, digits: int = 4) -> Any:
+    """`value` with every float rounded to `digits`, through dicts, lists and tuples; nan (a
+    figure with no value, such as the share of an all-zero map) becomes None, since NaN is not
+    JSON."""
+    if isinstance(value, float | np.floating):
+        return None if math.isnan(value) else round(float(value), digits)
+    if isinstance(value, dict):
+        return {k: rounded_for_json(v, digits) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [rounded_for_json(v, digits) for v in value]
+    return value
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend: figures are drawn to files, never to a screen (a
+    server or CI has none)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def save_figure(fig, path: str | Path, **savefig_options) -> Path:

@@ -1,0 +1,1 @@
+"""The photo path: faces found and cut, classified and explained, and the `Report` that says so."""
