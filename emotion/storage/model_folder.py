@@ -39,7 +39,7 @@ PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".ckpt", ".pkl")  # never loaded: they
 DEMO_MODEL_NAME = "demo-synthetic-v4"
 # The demo model as the project ships it, in the package like OpenCV's Haar cascade: a run
 # folder (model/, metrics, plots, the shortcut report) written by `python -m training.demo --ship`.
-SHIPPED_DEMO_DIR = Path(__file__).parent / "demo_model"
+SHIPPED_DEMO_DIR = Path(__file__).parents[1] / "demo_model"
 _HUB_ID = re.compile(r"^(?:hf_hub:|hf-hub:)?([\w.\-]+/[\w.\-]+)(?:@([\w.\-/]+))?$")
 _LOCAL_DIR = "local-dir:"  # timm's prefix for a folder, accepted here too
 _LAYOUTS = (
