@@ -25,7 +25,7 @@ from emotion.evaluation.shortcut_view import (
 from emotion.explainers.figures import DELETION_AUC, INSERTION_AUC, faithfulness_caption, figure_caption
 from emotion.explainers.registry import Explainer, check_configs, resolve_methods, split_quick, title_of
 from emotion.explainers.render import colour_scale_html, overlays
-from emotion.photo.faces import detect_faces, draw_boxes, load_image
+from emotion.photo.faces import Box, detect_faces, draw_boxes, load_image
 from emotion.photo.pipeline import add_explanations, classify, explain
 from emotion.photo.report import FaceResult, Report
 from emotion.storage.model_folder import is_shipped_demo
@@ -95,6 +95,9 @@ MAX_UPLOAD = "50mb"
 # request still running after a minute has met a crowd or a pathological input, and holds the
 # one photo lane. It stops at its next step with a message.
 PHOTO_TIME_LIMIT_S = 60.0
+# How long a session keeps the photo its upload decoded (up to 50 MP, 150 MB): long enough for
+# the presses of Explain that follow, short enough that idle sessions do not pile photos up.
+SEEN_PHOTO_TTL_S = 600
 # Videos have a lane of their own (VIDEO_LANE), one at a time, so a long video never holds up a
 # photo; each stops after 2 minutes of work with what it has read.
 VIDEO_LIMITS = VideoLimits()
@@ -199,25 +202,42 @@ def summary_text(report: Report, result: FaceResult) -> str:
 def _photo_or_error(upload: dict | str | None) -> np.ndarray:
     # Events run with preprocess=False: Gradio's own image decoding would answer a file that is
     # not an image with a bare PIL message; ours says what was wrong and what to do.
-    path = upload.get("path") if isinstance(upload, dict) else upload
+    path = upload_path(upload)
     if not path:
         raise gr.Error("Upload a photo first (or pick an example below).")
     with said_to_the_user():
         return load_image(path)
 
 
+@dataclass(frozen=True)
+class SeenPhoto:
+    """A photo as the upload decoded it, with the faces found in it: what the next press of
+    Explain on the same upload reuses instead of decoding and detecting again."""
+
+    path: str
+    photo: np.ndarray
+    boxes: list[Box]
+
+
+def upload_path(upload: dict | str | None) -> str | None:
+    """The file behind an event's photo input (a FileData dict with preprocess=False, or a path)."""
+    return upload.get("path") if isinstance(upload, dict) else upload
+
+
 def preview_faces(path: dict | str | None):
-    """On upload: box and number every face, so the user can choose one."""
+    """On upload: box and number every face, so the user can choose one; the decoded photo and
+    its faces are kept for the press of Explain that follows."""
     if not path:
-        return None, 1
+        return None, 1, None
     photo = _photo_or_error(path)
     boxes = detect_faces(photo)
+    seen = SeenPhoto(upload_path(path), photo, boxes)
     if not boxes:
         gr.Warning("No face found. Tick 'Use the whole image' to treat the centred square as the face.")
-        return photo, 1
+        return photo, 1, seen
     if len(boxes) > 1:
         gr.Info(f"{len(boxes)} faces found, numbered by size. Pick one in 'Face to explain'.")
-    return draw_boxes(photo, boxes, 0), 1
+    return draw_boxes(photo, boxes, 0), 1, seen
 
 
 @dataclass
@@ -229,10 +249,12 @@ class ExplainRequest:
     whole_image: bool
     methods: tuple[str, ...]
     faithfulness: bool
+    boxes: list[Box] | None = None  # the faces the upload found, None where none were kept
 
     def where(self) -> dict[str, Any]:
         """The face to explain, as `classify` and `explain` take it."""
-        return {"face": self.number - 1, "whole_image": "if_no_face" if self.whole_image else "never"}
+        whole_image = "if_no_face" if self.whole_image else "never"
+        return {"face": self.number - 1, "whole_image": whole_image, "boxes": self.boxes}
 
 
 def read_request(
@@ -243,15 +265,20 @@ def read_request(
     faithfulness: bool,
     offered: Sequence[str],
     default_picked: Sequence[str],
+    seen: SeenPhoto | None = None,
 ) -> ExplainRequest:
-    """The event's inputs checked, with what to do about each that is wrong."""
-    photo = _photo_or_error(path)
+    """The event's inputs checked, with what to do about each that is wrong. The photo and its
+    faces come from `seen` when it holds this upload (the upload event decoded it and found
+    them), else the photo is decoded here and the faces found by `classify`."""
+    reused = seen is not None and path is not None and seen.path == upload_path(path)
+    photo = seen.photo if reused else _photo_or_error(path)
     chosen = tuple(default_picked) if picked_methods is None else tuple(picked_methods)
     unknown = sorted(set(chosen) - set(offered))
     if unknown:
         raise gr.Error(f"Unknown method(s) {', '.join(unknown)}: pick from {', '.join(offered)}.")
     number = 1 if face_number is None else int(face_number)
-    return ExplainRequest(photo, number, bool(whole_image), chosen, bool(faithfulness))
+    boxes = seen.boxes if reused else None
+    return ExplainRequest(photo, number, bool(whole_image), chosen, bool(faithfulness), boxes)
 
 
 @contextmanager
@@ -358,12 +385,14 @@ def make_first_maps_fn(
         whole_image: bool = False,
         picked_methods: Sequence[str] | None = None,
         faithfulness: bool = False,
+        seen: SeenPhoto | None = None,
     ):
         """Classify one face of the photo and explain every emotion with the quick methods
         picked: the photo with its boxes, the probabilities, one gallery per method (empty for
-        the slow ones, which follow), a line saying what follows."""
+        the slow ones, which follow), a line saying what follows. `seen`: what the upload
+        decoded and found (the session's state; API callers have none)."""
         request = read_request(
-            path, face_number, whole_image, picked_methods, faithfulness, names, default_picked
+            path, face_number, whole_image, picked_methods, faithfulness, names, default_picked, seen
         )
         quick, slow = split_quick(request.methods)
         with said_to_the_user(request.number):
@@ -574,7 +603,12 @@ def build_demo(
             queue=False,
         )
 
-        photo.change(preview_faces, [photo], [boxed, face_number], api_visibility="private", preprocess=False)
+        # The upload's decoded photo and faces, for the press that follows; dropped after a while
+        # so an idle session does not hold a large photo.
+        seen = gr.State(None, time_to_live=SEEN_PHOTO_TTL_S)
+        photo.change(
+            preview_faces, [photo], [boxed, face_number, seen], api_visibility="private", preprocess=False
+        )
         picker.change(
             lambda picked: [gr.Gallery(visible=e.name in picked) for e in offered],
             [picker],
@@ -604,7 +638,7 @@ def build_demo(
         slow_galleries = [g for g, e in zip(galleries, offered, strict=True) if not e.quick]
         run.click(
             trimmed(make_first_maps_fn(served, offered, configs, picked=chosen)),
-            [photo, face_number, whole, picker, faithful],
+            [photo, face_number, whole, picker, faithful, seen],
             [boxed, probs, *galleries, summary, state],
             api_name="explain_first",
             preprocess=False,  # the photo is decoded by emotion.photo.faces.load_image (see _photo_or_error)

@@ -47,6 +47,7 @@ def explain(
     face: int | Literal["all"] = 0,
     whole_image: WholeImage = "never",
     detect: DetectConfig | None = None,
+    boxes: list[Box] | None = None,
     progress: ProgressFn | None = None,
     faithfulness: bool | FaithfulnessConfig = False,
     deadline: Deadline | None = None,
@@ -58,8 +59,9 @@ def explain(
     default ones (gradcam and lime); they run and are reported in the registry's order.
     `face` picks which detected face to explain (0 = largest) or "all". `whole_image` says when
     the centred square of the photo stands in for a face: never (no face → NoFaceError), only if
-    no face is found, or always (the input is already a face crop). A method's settings go by
-    its name: `lime=LimeConfig(num_samples=512)`.
+    no face is found, or always (the input is already a face crop). `boxes`: the faces already
+    found in `image` (as `classify` takes them). A method's settings go by its name:
+    `lime=LimeConfig(num_samples=512)`.
 
     Every map gets its figures (emotion.explainers.figures) in `FaceResult.figures`: the share
     of it outside the face box (detected faces) and LIME's surrogate R², both nearly free.
@@ -75,7 +77,7 @@ def explain(
     """
     resolve_methods(methods)
     check_configs(configs)
-    report = classify(model, image, face=face, whole_image=whole_image, detect=detect)
+    report = classify(model, image, face=face, whole_image=whole_image, detect=detect, boxes=boxes)
     return add_explanations(
         model, report, methods, progress=progress, faithfulness=faithfulness, deadline=deadline, **configs
     )
@@ -88,15 +90,21 @@ def classify(
     face: int | Literal["all"] = 0,
     whole_image: WholeImage = "never",
     detect: DetectConfig | None = None,
+    boxes: list[Box] | None = None,
 ) -> Report:
     """The report before any explanation: the faces found, cut out and classified (as `explain`
-    takes `face`, `whole_image` and `detect`), with no maps yet."""
+    takes `face`, `whole_image` and `detect`), with no maps yet. `boxes`: the faces already
+    found in this image with `detect`'s settings (a page found them when the photo was
+    uploaded), so the cascade does not run again."""
     timings: dict[str, float] = {}
     with timed(timings, "total"):
         with timed(timings, "load"):
             photo = load_image(image)
-        with timed(timings, "detect"):
-            boxes = [] if whole_image == "always" else detect_faces(photo, detect)
+        if whole_image == "always":
+            boxes = []
+        elif boxes is None:
+            with timed(timings, "detect"):
+                boxes = detect_faces(photo, detect)
         margin = (detect or DetectConfig()).margin
         results, features = _classify(model, photo, boxes, face, whole_image, margin, timings)
     return Report(
