@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import socket
 import sys
 from dataclasses import dataclass
 from functools import partial
@@ -285,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own start-up requests
     args = parse_args(argv)
     config = PageConfig(host=args.host, port=args.port)
+    check_port(config)  # before the session opens: a taken port is then the one thing said
     with LabelSession(args.pool, args.out) as session:
         page = build_page(session, config)
         try:
@@ -296,13 +298,27 @@ def main(argv: list[str] | None = None) -> int:
                 js=KEYS_JS,
                 css=CSS,
             )
-        except OSError as err:  # Gradio's "Cannot find empty port", or an address it cannot bind
-            raise LabelError(
-                f"Cannot serve the labelling page on {config.host}:{config.port}: {str(err).rstrip('.')}. "
-                "Another "
-                "program may hold that port: pass --port with a free one."
-            ) from err
+        except OSError as err:  # taken between the check and the launch
+            raise _port_error(config) from err
     return 0
+
+
+def check_port(config: PageConfig) -> None:
+    """LabelError if the page's address cannot be bound (another program holds the port)."""
+    with socket.socket() as probe:
+        # As the server will bind: a port left in TIME_WAIT by an earlier run is free to it.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((config.host, config.port))
+        except OSError as err:
+            raise _port_error(config) from err
+
+
+def _port_error(config: PageConfig) -> LabelError:
+    return LabelError(
+        f"Cannot serve the labelling page on {config.host}:{config.port}: another program holds "
+        "that port, or the address is not this machine's. Pass --port with a free one (or --host)."
+    )
 
 
 if __name__ == "__main__":
