@@ -20,6 +20,16 @@ from emotion.storage.model_folder import load_model, save_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# Fixtures that train a model or run a benchmark: every test that uses one (directly or through
+# another fixture) is marked slow, so `python -m pytest -m "not slow"` leaves it out.
+SLOW_FIXTURES = {"demo_folder", "run_dir", "bench_explain"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def astronaut() -> np.ndarray:

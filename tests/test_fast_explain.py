@@ -187,6 +187,7 @@ def test_bench_explain_times_every_part_of_both_paths(bench_explain):
     assert bench_explain["faces"] == 3
 
 
+@pytest.mark.slow
 def test_bench_explain_times_the_lime_settings_it_is_given(untrained_model, monkeypatch):
     import bench.explain as bench
     from emotion.explainers.lime import LimeConfig
@@ -210,6 +211,7 @@ def test_bench_explain_times_the_lime_settings_it_is_given(untrained_model, monk
     assert asked == [config]
 
 
+@pytest.mark.slow
 def test_bench_explain_times_from_face_crops_where_opencv_has_no_cascade(untrained_model, monkeypatch):
     """A lent GPU machine has OpenCV 5, without CascadeClassifier: the benchmark then times both
     paths from the face crops instead of failing, and detection says what to install."""

@@ -505,6 +505,7 @@ def test_a_twin_differs_from_its_face_only_where_the_emotion_shows():
     assert np.abs(background.astype(int) - face.image).mean() < 5  # noise and grain at most
 
 
+@pytest.mark.slow
 def test_bench_truth_pointing_prints_both_tables_and_writes_the_json(untrained_folder, tmp_path, capsys):
     from bench.truth import main
 

@@ -104,6 +104,7 @@ def test_demo_preset_and_flags_merge():
         load_config(None, {"data": "synthetic:5"}, preset="nope")
 
 
+@pytest.mark.slow
 def test_trainers_of_any_precision_follow_each_other_in_one_process(tmp_path):
     """bf16, then fp32, then bf16 in one process (a notebook; a test after the demo model): each
     run trains in its own precision. Precision is asked for, never "auto", which picks by CPU."""
@@ -125,6 +126,7 @@ def test_trainers_of_any_precision_follow_each_other_in_one_process(tmp_path):
     assert logit_dtypes == [{torch.bfloat16}, {torch.float32}, {torch.bfloat16}]
 
 
+@pytest.mark.slow
 def test_time_budget_stops_early_with_the_learning_rate_annealed(tmp_path, monkeypatch):
     cfg = load_config(
         None,
@@ -151,6 +153,7 @@ def test_time_budget_stops_early_with_the_learning_rate_annealed(tmp_path, monke
     assert metrics["best_epoch"] == len(history)
 
 
+@pytest.mark.slow
 def test_progressive_resizing_trains_small_then_full_size(tmp_path, monkeypatch):
     cfg = load_config(
         None,
@@ -306,6 +309,7 @@ def test_against_background_is_a_flag_a_config_key_and_a_preset():
         load_config(None, {"data": "synthetic:5", "against_background": 1.5})
 
 
+@pytest.mark.slow
 def test_training_against_the_background_reads_the_report_s_face_definition(tmp_path, monkeypatch):
     """Drawn faces bring their own face masks, crops the crop geometry (its core: a superset of
     the background the report's tests change is swapped); and every training step swaps."""
