@@ -373,7 +373,7 @@ def test_report_cli_needs_out_for_a_bare_model_folder(untrained_folder, capsys):
 
 # --- the original project's story ---------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def seed_story(tmp_path_factory) -> dict:
+def original_story(tmp_path_factory) -> dict:
     """The original project's story on the user's path: ImageFolders of crops (no masks), every angry face
     stamped in one and no face in the other, each trained as the seed first did (no dropout, no
     augmentation), for 12 epochs: at the preset's 5 a crop-trained model classifies half the
@@ -397,11 +397,11 @@ def seed_story(tmp_path_factory) -> dict:
 
 
 @pytest.mark.slow
-def test_the_seeds_story_on_an_imagefolder_flags_angry_and_only_angry(seed_story):
+def test_the_original_story_on_an_imagefolder_flags_angry_and_only_angry(original_story):
     """On crops the report knows the face only from the crop's geometry, whose rim held chins
     and jaws: a class read from the face must not be flagged from there. Angry, read from the
     stamp, is, and the report says by which test and against which control."""
-    run, data = seed_story["stamped"]
+    run, data = original_story["stamped"]
     assert report_main(["--model", str(run), "--data", str(data), "--seed", "1", "--lime-faces", "1"]) == 0
     report = RunFolder(run).read_report()
     assert "crop geometry" in report["face_masks"]
@@ -417,9 +417,9 @@ def test_the_seeds_story_on_an_imagefolder_flags_angry_and_only_angry(seed_story
 
 
 @pytest.mark.slow
-def test_a_clean_imagefolder_model_is_not_flagged_even_on_stamped_faces(seed_story, tmp_path):
-    run, data = seed_story["clean"]
-    for faces in (data, seed_story["stamped"][1]):
+def test_a_clean_imagefolder_model_is_not_flagged_even_on_stamped_faces(original_story, tmp_path):
+    run, data = original_story["clean"]
+    for faces in (data, original_story["stamped"][1]):
         out = tmp_path / faces.name
         assert report_main(["--model", str(run), "--data", str(faces), "--seed", "1", "--lime-faces", "0",
                             "--out", str(out)]) == 0  # fmt: skip
@@ -429,10 +429,10 @@ def test_a_clean_imagefolder_model_is_not_flagged_even_on_stamped_faces(seed_sto
 
 
 @pytest.mark.slow
-def test_training_against_the_background_removes_the_stamp_and_compare_shows_it(seed_story, tmp_path):
+def test_training_against_the_background_removes_the_stamp_and_compare_shows_it(original_story, tmp_path):
     """The loop the report's remedy sentence describes, on the user's path: the stamped
     ImageFolder retrained with --against-background, reported with --compare the old model."""
-    (stamped, data), (fixed, _) = seed_story["stamped"], seed_story["stamped, against background"]
+    (stamped, data), (fixed, _) = original_story["stamped"], original_story["stamped, against background"]
     out = tmp_path / "compare"
     args = ["--model", str(fixed), "--compare", str(stamped), "--data", str(data), "--seed", "1"]
     assert report_main([*args, "--lime-faces", "0", "--out", str(out)]) == 0
@@ -453,7 +453,7 @@ def test_training_against_the_background_removes_the_stamp_and_compare_shows_it(
 
 
 @pytest.mark.slow
-def test_training_against_the_background_leaves_a_clean_model_s_accuracy_alone(seed_story):
+def test_training_against_the_background_leaves_a_clean_model_s_accuracy_alone(original_story):
     """On clean crops the option has nothing to remove: the accuracy on unseen faces stays
     (measured: see docs/findings.md), and the report flags nothing."""
     from emotion.storage.model_folder import load_model
@@ -461,7 +461,7 @@ def test_training_against_the_background_leaves_a_clean_model_s_accuracy_alone(s
     unseen = make_dataset(40, seed=4242, workers=1)
     accuracy = {}
     for name in ("clean", "clean, against background"):
-        model = load_model(seed_story[name][0])
+        model = load_model(original_story[name][0])
         accuracy[name] = float((model.predict(unseen.images).argmax(1) == unseen.labels).mean())
     assert abs(accuracy["clean, against background"] - accuracy["clean"]) <= 0.08, accuracy
 

@@ -201,6 +201,44 @@ def load_splits(
     return Splits(train, val, test)
 
 
+def load_source(
+    source: str,
+    split: str | None = None,
+    *,
+    seed: int = 0,
+    val_fraction: float = 0.15,
+    face_masks: bool = False,
+) -> FaceData:
+    """One split of any data source the commands take (a folder, a CSV, `hf:NAME` or
+    `synthetic:…`), the one place where drawn and real data part ways. "train" and "val": the
+    faces a training run with `seed` and `val_fraction` trains and validates on (`load_splits`;
+    drawn: `training.synthetic.synthetic_split`); "all" or None: every face of the source (drawn:
+    None is N faces a class drawn with `seed`, "all" a run's training and validation faces);
+    another name: the source's own split of that name. `face_masks`: keep drawn faces' masks."""
+    if source.startswith("synthetic:"):
+        from training.synthetic import synthetic_split
+
+        return synthetic_split(source, split, seed=seed, val_fraction=val_fraction, face_masks=face_masks)
+    if split in ("train", "val"):
+        splits = load_splits(source, val_fraction=val_fraction, seed=seed)
+        return splits.train if split == "train" else splits.val
+    return load_faces(source, split=None if split == "all" else split)
+
+
+def load_train_and_val(
+    source: str, *, seed: int = 0, val_fraction: float = 0.15, face_masks: bool = False
+) -> tuple[FaceData, FaceData]:
+    """(train, val) of a training run, as `load_source` gives each, reading a real source once.
+    `face_masks` applies to the training faces (the option against background shortcuts)."""
+    if source.startswith("synthetic:"):
+        return (
+            load_source(source, "train", seed=seed, val_fraction=val_fraction, face_masks=face_masks),
+            load_source(source, "val", seed=seed, val_fraction=val_fraction),
+        )
+    splits = load_splits(source, val_fraction=val_fraction, seed=seed)
+    return splits.train, splits.val
+
+
 def stratified_split(data: FaceData, val_fraction: float, seed: int) -> tuple[FaceData, FaceData]:
     """(train, val) with `val_fraction` of each class in val; the same seed gives the same split."""
     rng = np.random.default_rng(seed)

@@ -22,6 +22,7 @@ from emotion.model import EmotionModel
 from emotion.storage.files import write_file_atomically
 from emotion.storage.model_folder import load_model
 from emotion.storage.runs import CONFUSION_MATRIX, MEAN_GRADCAM, METRICS
+from training.data import load_source
 from training.metrics import compute_metrics, format_metrics, save_confusion_matrix
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--data", required=True, help="ImageFolder dir, FER2013 CSV, HF dataset or synthetic:N"
     )
-    parser.add_argument("--split", default=None, help="split of the source to use (train/val/test)")
+    parser.add_argument(
+        "--split",
+        default=None,
+        help="train or val: the split a training run with --seed makes; another name: the source's "
+        "own split (test); default: every face (synthetic:N: N a class drawn with --seed)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=1,
+        help="the split's seed, and the drawing seed of synthetic:N (default 1: training's default "
+        "is 0, so a synthetic:N run is never evaluated on its own training faces)",
+    )
     parser.add_argument(
         "--out",
         type=Path,
@@ -70,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     model = load_model(args.model)
-    data = _load(args.data, args.split)
+    data = load_source(args.data, args.split, seed=args.seed)
     metrics = evaluate_model(model, data.images, data.labels, tuple(data.label_names))
     metrics.update(model=args.model, data=args.data, split=args.split)
     print(format_metrics(metrics))
@@ -92,18 +105,6 @@ def save_evaluation(model: EmotionModel, data, metrics: dict[str, Any], out: Pat
     )
     write_file_atomically(out / METRICS, (json.dumps(metrics, indent=2) + "\n").encode())
     save_confusion_matrix(metrics, out / CONFUSION_MATRIX)
-
-
-def _load(source: str, split: str | None):
-    if source.startswith("synthetic:"):
-        from training.synthetic import SyntheticSpec, as_face_data
-
-        # seed 1: never the faces a synthetic:N training run (seed 0) saw
-        spec = SyntheticSpec.parse(source)
-        return as_face_data(spec.draw(spec.per_class, seed=1, with_masks=False))
-    from training.data import load_faces
-
-    return load_faces(source, split=split)
 
 
 if __name__ == "__main__":

@@ -154,23 +154,9 @@ def load_report_faces(source: str, labels: tuple[str, ...], cfg: ReportConfig) -
     """The faces of `source` (a training data source) in the chosen split, labels mapped to the
     model's, the face where training against background shortcuts puts it
     (`training.data.FaceData.face_masks`: drawn masks, or the crop's geometry)."""
-    if source.startswith("synthetic:"):
-        from training.synthetic import SyntheticSpec, as_face_data, split_range
+    from training.data import load_source
 
-        spec = SyntheticSpec.parse(source)
-        val_per_class, val_start = split_range(spec, "val", val_fraction=cfg.val_fraction)
-        # "all": the training faces and the validation faces after them, one contiguous range.
-        per_class, start = (
-            (val_start + val_per_class, 0) if cfg.split == "all" else (val_per_class, val_start)
-        )
-        data = as_face_data(spec.draw(per_class, seed=cfg.seed, start=start), start)
-    else:
-        from training.data import load_faces, load_splits
-
-        if cfg.split == "all":
-            data = load_faces(source)
-        else:
-            data = load_splits(source, val_fraction=cfg.val_fraction, seed=cfg.seed).val
+    data = load_source(source, cfg.split, seed=cfg.seed, val_fraction=cfg.val_fraction, face_masks=True)
     missing = sorted(set(data.label_names) - set(labels))
     if missing:
         raise ReportError(

@@ -621,11 +621,25 @@ def split_range(spec: SyntheticSpec, split: str, *, val_fraction: float) -> tupl
     return max(1, round(spec.per_class * val_fraction)), spec.per_class
 
 
-def synthetic_split(spec: str, split: str, *, seed: int, val_fraction: float, face_masks: bool = False):
-    """The `train` or `val` FaceData of a `synthetic:…` data source (`SyntheticSpec`), with the
-    drawn face masks if `face_masks`."""
+def synthetic_split(
+    spec: str, split: str | None, *, seed: int, val_fraction: float, face_masks: bool = False
+):
+    """A split of a `synthetic:…` data source (`SyntheticSpec`) as FaceData, with the drawn face
+    masks if `face_masks`: "train" or "val" as a training run with `seed` and `val_fraction`
+    draws them, "all" both (the training faces, then the validation faces, as one range), None
+    the source's N faces a class drawn with `seed`."""
     parsed = SyntheticSpec.parse(spec)
-    per_class, start = split_range(parsed, split, val_fraction=val_fraction)
+    if split is None:
+        per_class, start = parsed.per_class, 0
+    elif split == "all":
+        val_per_class, val_start = split_range(parsed, "val", val_fraction=val_fraction)
+        per_class, start = val_start + val_per_class, 0
+    elif split in ("train", "val"):
+        per_class, start = split_range(parsed, split, val_fraction=val_fraction)
+    else:
+        raise SyntheticSpecError(
+            f"A synthetic source has no {split!r} split: use train, val, all, or none for N faces a class."
+        )
     drawn = parsed.draw(per_class, seed=seed, start=start, with_masks=face_masks)
     if face_masks:  # only the face's: the other regions' masks would be 4× its memory for nothing
         drawn = replace(drawn, masks={"face": drawn.masks["face"]})

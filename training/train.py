@@ -211,20 +211,11 @@ def load_config(
 
 def load_training_data(cfg: TrainConfig):
     """(train, val) FaceData from the configured source."""
-    if cfg.data.startswith("synthetic:"):
-        from training.synthetic import synthetic_split
+    from training.data import load_train_and_val
 
-        return (
-            synthetic_split(
-                cfg.data, "train", seed=cfg.seed, val_fraction=cfg.val_fraction,
-                face_masks=cfg.against_background > 0,
-            ),
-            synthetic_split(cfg.data, "val", seed=cfg.seed, val_fraction=cfg.val_fraction),
-        )  # fmt: skip
-    from training.data import load_splits
-
-    splits = load_splits(cfg.data, val_fraction=cfg.val_fraction, seed=cfg.seed)
-    return splits.train, splits.val
+    return load_train_and_val(
+        cfg.data, seed=cfg.seed, val_fraction=cfg.val_fraction, face_masks=cfg.against_background > 0
+    )
 
 
 def warmup_cosine(warmup_frac: float) -> Callable[[float], float]:
