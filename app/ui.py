@@ -230,7 +230,8 @@ def preview_faces(path: dict | str | None):
     if not path:
         return None, 1, None
     photo = _photo_or_error(path)
-    boxes = detect_faces(photo)
+    with said_to_the_user():  # an OpenCV without the cascade says so here, at the upload
+        boxes = detect_faces(photo)
     seen = SeenPhoto(upload_path(path), photo, boxes)
     if not boxes:
         gr.Warning("No face found. Tick 'Use the whole image' to treat the centred square as the face.")

@@ -72,3 +72,20 @@ def test_a_press_on_another_photo_than_the_upload_state_holds_reads_that_photo(
     assert counted == {"decode": 1, "detect": 1}
     alone = first_maps({"path": str(new)}, 1, False, ["gradcam"], False, None)[0]
     np.testing.assert_array_equal(boxed, alone)
+
+
+def test_an_opencv_without_the_cascade_is_a_message_at_the_upload(astronaut, tmp_path, monkeypatch):
+    import cv2
+    import gradio as gr
+
+    from emotion.photo import faces
+
+    path = tmp_path / "astronaut.png"
+    Image.fromarray(astronaut).save(path)
+    monkeypatch.delattr(cv2, "CascadeClassifier")
+    faces._cascade.cache_clear()
+    try:
+        with pytest.raises(gr.Error, match="opencv-python-headless<5"):
+            ui.preview_faces({"path": str(path)})
+    finally:
+        faces._cascade.cache_clear()
