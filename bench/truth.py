@@ -391,8 +391,8 @@ def judge(model: EmotionModel, faces: SyntheticSet, data_path: str, source: str)
     geometry for one trained on an ImageFolder."""
     from dataclasses import replace
 
+    from training.data import as_face_data
     from training.shortcuts import ReportConfig, ReportFaces, build_report
-    from training.synthetic import as_face_data
 
     to_model = np.array([model.labels.index(n) for n in EMOTIONS])
     data = as_face_data(replace(faces, masks={}) if data_path == "folder" else faces)

@@ -67,6 +67,12 @@ def _explain_and_wait(page, before: str | None = None) -> str:
             timeout=ANSWER_S * 1000,
         )
         timings = page.get_by_text(re.compile(r"ms\s+in all")).first
+    # The page answers in two steps: the first one's summary says what is to follow. Wait for the
+    # second, so no gallery is still being replaced when the answer is read.
+    page.wait_for_function(
+        "() => ![...document.querySelectorAll('p')].some(p => p.innerText.includes('to follow'))",
+        timeout=ANSWER_S * 1000,
+    )
     return timings.inner_text()
 
 

@@ -14,7 +14,7 @@ import io
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from emotion.explainers.figures import FACE_CORE_ELLIPSE, FACE_ELLIPSE, crop_fac
 from emotion.labels import EMOTIONS
 from emotion.photo.faces import DetectConfig, center_box, crop_face, load_image
 from emotion.storage.media import IMAGE_EXTENSIONS
+from training.synthetic import SyntheticSet, SyntheticSpec, SyntheticSpecError, split_range
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +202,38 @@ def load_splits(
     return Splits(train, val, test)
 
 
+def as_face_data(dataset: SyntheticSet, start: int = 0) -> FaceData:
+    """A SyntheticSet as FaceData, ids `synthetic:{index}` from `start`, with its drawn face masks
+    when it was drawn with masks."""
+    ids = [f"synthetic:{start + i}" for i in range(len(dataset.labels))]
+    return FaceData(dataset.images, dataset.labels, EMOTIONS, ids, dataset.masks.get("face"))
+
+
+def synthetic_split(
+    spec: str, split: str | None, *, seed: int, val_fraction: float, face_masks: bool = False
+) -> FaceData:
+    """A split of a `synthetic:…` data source (`SyntheticSpec`) as FaceData, with the drawn face
+    masks if `face_masks`: "train" or "val" as a training run with `seed` and `val_fraction`
+    draws them, "all" both (the training faces, then the validation faces, as one range), None
+    the source's N faces a class drawn with `seed`."""
+    parsed = SyntheticSpec.parse(spec)
+    if split is None:
+        per_class, start = parsed.per_class, 0
+    elif split == "all":
+        val_per_class, val_start = split_range(parsed, "val", val_fraction=val_fraction)
+        per_class, start = val_start + val_per_class, 0
+    elif split in ("train", "val"):
+        per_class, start = split_range(parsed, split, val_fraction=val_fraction)
+    else:
+        raise SyntheticSpecError(
+            f"A synthetic source has no {split!r} split: use train, val, all, or none for N faces a class."
+        )
+    drawn = parsed.draw(per_class, seed=seed, start=start, with_masks=face_masks)
+    if face_masks:  # only the face's: the other regions' masks would be 4× its memory for nothing
+        drawn = replace(drawn, masks={"face": drawn.masks["face"]})
+    return as_face_data(drawn, start)
+
+
 def load_source(
     source: str,
     split: str | None = None,
@@ -212,12 +245,10 @@ def load_source(
     """One split of any data source the commands take (a folder, a CSV, `hf:NAME` or
     `synthetic:…`), the one place where drawn and real data part ways. "train" and "val": the
     faces a training run with `seed` and `val_fraction` trains and validates on (`load_splits`;
-    drawn: `training.synthetic.synthetic_split`); "all" or None: every face of the source (drawn:
+    drawn: `synthetic_split`); "all" or None: every face of the source (drawn:
     None is N faces a class drawn with `seed`, "all" a run's training and validation faces);
     another name: the source's own split of that name. `face_masks`: keep drawn faces' masks."""
     if source.startswith("synthetic:"):
-        from training.synthetic import synthetic_split
-
         return synthetic_split(source, split, seed=seed, val_fraction=val_fraction, face_masks=face_masks)
     if split in ("train", "val"):
         splits = load_splits(source, val_fraction=val_fraction, seed=seed)

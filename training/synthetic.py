@@ -27,7 +27,7 @@ import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -603,15 +603,6 @@ class SyntheticSpecError(EmotionLensError, ValueError):
         )
 
 
-def as_face_data(dataset: SyntheticSet, start: int = 0):
-    """A SyntheticSet as a training.data.FaceData, ids `synthetic:{index}` from `start`, with its
-    drawn face masks when it was drawn with masks."""
-    from training.data import FaceData  # lazy: data.py pulls in PIL and the loaders
-
-    ids = [f"synthetic:{start + i}" for i in range(len(dataset.labels))]
-    return FaceData(dataset.images, dataset.labels, EMOTIONS, ids, dataset.masks.get("face"))
-
-
 def split_range(spec: SyntheticSpec, split: str, *, val_fraction: float) -> tuple[int, int]:
     """(per_class, start) of the `train` or `val` split: N faces per class for training, then
     round(N·val_fraction) (at least 1) more per class for validation. The one place this rule
@@ -619,31 +610,6 @@ def split_range(spec: SyntheticSpec, split: str, *, val_fraction: float) -> tupl
     if split == "train":
         return spec.per_class, 0
     return max(1, round(spec.per_class * val_fraction)), spec.per_class
-
-
-def synthetic_split(
-    spec: str, split: str | None, *, seed: int, val_fraction: float, face_masks: bool = False
-):
-    """A split of a `synthetic:…` data source (`SyntheticSpec`) as FaceData, with the drawn face
-    masks if `face_masks`: "train" or "val" as a training run with `seed` and `val_fraction`
-    draws them, "all" both (the training faces, then the validation faces, as one range), None
-    the source's N faces a class drawn with `seed`."""
-    parsed = SyntheticSpec.parse(spec)
-    if split is None:
-        per_class, start = parsed.per_class, 0
-    elif split == "all":
-        val_per_class, val_start = split_range(parsed, "val", val_fraction=val_fraction)
-        per_class, start = val_start + val_per_class, 0
-    elif split in ("train", "val"):
-        per_class, start = split_range(parsed, split, val_fraction=val_fraction)
-    else:
-        raise SyntheticSpecError(
-            f"A synthetic source has no {split!r} split: use train, val, all, or none for N faces a class."
-        )
-    drawn = parsed.draw(per_class, seed=seed, start=start, with_masks=face_masks)
-    if face_masks:  # only the face's: the other regions' masks would be 4× its memory for nothing
-        drawn = replace(drawn, masks={"face": drawn.masks["face"]})
-    return as_face_data(drawn, start)
 
 
 def _write_iter(dataset: SyntheticSet, out: Path, first: int = 0) -> Iterator[Path]:
