@@ -205,14 +205,14 @@ def test_supported_architectures_are_timm_resnets_of_the_named_families():
 
 @pytest.mark.parametrize("architecture", FAMILY_EXAMPLES)
 @pytest.mark.parametrize("size", [100, 97, 64])
-def test_cam_grid_is_the_shape_the_cam_layer_gives(architecture, size):
+def test_last_stage_grid_is_the_shape_the_last_stage_gives(architecture, size):
     with torch.device("meta"):  # the same shape arithmetic as a real forward, without the work
         model = build_model(architecture, preprocessing=Preprocessing(input_size=size))
         features = model.net.forward_features(torch.empty(1, 3, size, size))
     assert model.last_stage_grid == tuple(features.shape[-2:])
 
 
-def test_cam_grid_matches_a_real_forward_of_the_default_model(untrained_model):
+def test_last_stage_grid_matches_a_real_forward_of_the_default_model(untrained_model):
     _, features = untrained_model.predict_with_features(np.zeros((1, 100, 100, 3), np.uint8))
     assert untrained_model.last_stage_grid == tuple(features.shape[-2:]) == (7, 7)
 
