@@ -129,16 +129,21 @@ def _probabilities_and_cams(
     return probabilities, cams
 
 
-def annotate_frame(frame: np.ndarray, faces: FrameFaces, labels: tuple[str, ...]) -> np.ndarray:
-    """A copy of the frame with each face's top emotion, its box, and that emotion's Grad-CAM
-    blended over the square the face was cut from."""
+def annotate_frame(
+    frame: np.ndarray, faces: FrameFaces, labels: tuple[str, ...], *, emotion: str | None = None
+) -> np.ndarray:
+    """A copy of the frame with each face's top emotion, its box, and the Grad-CAM of `emotion`
+    (None: that face's top emotion) blended over the square the face was cut from."""
+    if emotion is not None and emotion not in labels:
+        raise ValueError(f"Unknown emotion {emotion!r}: the model's are {', '.join(labels)}.")
     out = frame.copy()
     height, width = out.shape[:2]
     for box, sq, probs, cams in zip(
         faces.boxes, faces.squares, faces.probabilities, faces.last_stage_gradcams, strict=True
     ):
         top = int(np.argmax(probs))
-        heat = cv2.resize(cams[top], (sq.w, sq.h), interpolation=cv2.INTER_LINEAR)
+        shown = top if emotion is None else labels.index(emotion)
+        heat = cv2.resize(cams[shown], (sq.w, sq.h), interpolation=cv2.INTER_LINEAR)
         x0, y0 = max(sq.x, 0), max(sq.y, 0)
         x1, y1 = min(sq.x + sq.w, width), min(sq.y + sq.h, height)
         if x1 > x0 and y1 > y0:
