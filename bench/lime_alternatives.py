@@ -75,27 +75,19 @@ def segment_gradients(
     return torch.stack(grads, 1).mean(0).double().numpy()
 
 
-STAGES = ("layer1", "layer2", "layer3", "layer4")
+STAGES = (1, 2, 3, 4)  # timm's feature indices of layer1-layer4
 
 
 def stage_outputs(model: EmotionModel, faces: np.ndarray) -> list[torch.Tensor]:
-    """The outputs of `STAGES` and the normalised input, for `faces`, in fp32 without gradients."""
-    net, seen = model.net.eval(), {}
-    hooks = [
-        net.get_submodule(n).register_forward_hook(lambda m, i, o, n=n: seen.__setitem__(n, o))
-        for n in STAGES
-    ]
+    """The outputs of `STAGES` (timm's `forward_intermediates`) and the normalised input, for
+    `faces`, in fp32 without gradients."""
     parts: list[list[torch.Tensor]] = [[] for _ in range(len(STAGES) + 1)]
-    try:
-        with torch.no_grad():
-            for start in range(0, len(faces), 64):
-                x = model.to_tensor(np.asarray(faces[start : start + 64]))
-                net(x)
-                for part, t in zip(parts, [*(seen[n] for n in STAGES), x], strict=True):
-                    part.append(t)
-    finally:
-        for h in hooks:
-            h.remove()
+    with torch.no_grad():
+        for start in range(0, len(faces), 64):
+            x = model.to_tensor(np.asarray(faces[start : start + 64]))
+            stages = model.net.eval().forward_intermediates(x, indices=list(STAGES), intermediates_only=True)
+            for part, t in zip(parts, [*stages, x], strict=True):
+                part.append(t)
     return [torch.cat(p) for p in parts]
 
 

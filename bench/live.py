@@ -22,6 +22,7 @@ import numpy as np
 
 from bench import emit
 from bench.explain import model_throughput
+from bench.video import noisy_backdrop
 from emotion.cli import command
 from emotion.storage.model_folder import load_model
 from emotion.video.live import LiveStream
@@ -30,19 +31,20 @@ from training.synthetic import make_face
 SIDE = 160
 
 
-def moving_face_frames(n: int, label: str = "happy", seed: int = 3) -> list[np.ndarray]:
-    """`n` 640×480 frames: a drawn face `SIDE` px wide drifting over a noisy gradient backdrop."""
-    rng = np.random.default_rng(seed)
-    ramp = np.linspace(60, 190, 640, dtype=np.float32)[None, :, None]
-    backdrop = np.clip(ramp + rng.normal(0, 12, (480, 640, 3)), 0, 255).astype(np.uint8)
-    face = cv2.resize(make_face(label, rng).image, (SIDE, SIDE), interpolation=cv2.INTER_CUBIC)
-    frames = []
-    for i in range(n):
-        frame = backdrop.copy()
-        x, y = 220 + int(30 * np.sin(i / 6)), 140 + int(15 * np.cos(i / 9))
-        frame[y : y + SIDE, x : x + SIDE] = face
-        frames.append(frame)
-    return frames
+def frame_with_face(label: str, x: int, y: int, *, face_seed: int = 3, backdrop_seed: int = 0) -> np.ndarray:
+    """A 640×480 frame (`noisy_backdrop`) with one drawn face showing `label`, `SIDE` px wide,
+    its top-left corner at (x, y)."""
+    frame = noisy_backdrop(np.random.default_rng(backdrop_seed))
+    face = make_face(label, np.random.default_rng(face_seed)).image
+    frame[y : y + SIDE, x : x + SIDE] = cv2.resize(face, (SIDE, SIDE), interpolation=cv2.INTER_CUBIC)
+    return frame
+
+
+def moving_face_frames(n: int, label: str = "happy") -> list[np.ndarray]:
+    """`n` frames of `frame_with_face`, the face drifting a little from one to the next."""
+    return [
+        frame_with_face(label, 220 + int(30 * np.sin(i / 6)), 140 + int(15 * np.cos(i / 9))) for i in range(n)
+    ]
 
 
 def run(frames: list[np.ndarray], model_source: str | None) -> dict:

@@ -81,9 +81,7 @@ def synthetic_stream(n: int, seed: int = 5) -> Stream:
     from training.synthetic import make_face
 
     rng = np.random.default_rng(seed)
-    width, height = FRAME_SIZE
-    ramp = np.linspace(60, 190, width, dtype=np.float32)[None, :, None]
-    backdrop = np.clip(ramp + rng.normal(0, 12, (height, width, 3)), 0, 255).astype(np.uint8)
+    backdrop = noisy_backdrop(rng)
     astronaut = data.astronaut()[ASTRONAUT_PATCH]
     face = make_face("surprised", rng)
     drawn = cv2.resize(face.image, (DRAWN_SIDE, DRAWN_SIDE), interpolation=cv2.INTER_CUBIC)
@@ -99,6 +97,13 @@ def synthetic_stream(n: int, seed: int = 5) -> Stream:
         frames.append(frame)
         faces.append([_shifted(ASTRONAUT_FACE, ax, ay), _shifted(drawn_face, dx, dy)])
     return Stream(frames, faces)
+
+
+def noisy_backdrop(rng: np.random.Generator) -> np.ndarray:
+    """A FRAME_SIZE H×W×3 uint8 frame: a left-to-right grey ramp with noise, no face in it."""
+    width, height = FRAME_SIZE
+    ramp = np.linspace(60, 190, width, dtype=np.float32)[None, :, None]
+    return np.clip(ramp + rng.normal(0, 12, (height, width, 3)), 0, 255).astype(np.uint8)
 
 
 def _mask_box(mask: np.ndarray) -> Box:

@@ -8,16 +8,15 @@ import json
 import threading
 import time
 
-import cv2
 import numpy as np
 import pytest
 
+from bench.live import SIDE, frame_with_face
+from bench.video import noisy_backdrop
 from emotion.photo.faces import Box
 from emotion.storage.model_folder import load_model
 from emotion.video.live import LiveStream
-from training.synthetic import make_face
 
-SIDE = 160  # the drawn face's side in the 640×480 frame
 AT = (240, 150)  # where its top-left corner sits
 
 
@@ -26,19 +25,13 @@ def model():
     return load_model(None, precision="fp32")
 
 
-def backdrop(seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    ramp = np.linspace(60, 190, 640, dtype=np.float32)[None, :, None]
-    return np.clip(ramp + rng.normal(0, 12, (480, 640, 3)), 0, 255).astype(np.uint8)
+def backdrop() -> np.ndarray:
+    return noisy_backdrop(np.random.default_rng(0))
 
 
-def frame_with(label: str, seed: int = 3) -> tuple[np.ndarray, Box]:
+def frame_with(label: str) -> tuple[np.ndarray, Box]:
     """A 640×480 frame with one drawn face showing `label`, and the square it fills."""
-    face = make_face(label, np.random.default_rng(seed))
-    frame = backdrop()
-    x, y = AT
-    frame[y : y + SIDE, x : x + SIDE] = cv2.resize(face.image, (SIDE, SIDE), interpolation=cv2.INTER_CUBIC)
-    return frame, Box(x, y, SIDE, SIDE)
+    return frame_with_face(label, *AT), Box(*AT, SIDE, SIDE)
 
 
 def inside(box: Box, square: Box) -> bool:

@@ -44,8 +44,8 @@ class LiveStream:
     detect: DetectConfig = VIDEO_DETECT
     smooth_s: float = SMOOTH_S
     clock: Callable[[], float] = time.monotonic
-    processed: int = 0
-    dropped: int = 0
+    processed: int = field(init=False, default=0)
+    dropped: int = field(init=False, default=0)
     _locator: FaceLocator = field(init=False)
     _recent: deque = field(init=False, default_factory=deque)
     _busy: threading.Lock = field(init=False, default_factory=threading.Lock)
