@@ -39,6 +39,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="serve the demo model built on this machine (python -m training.demo), building it first "
         "if there is none, instead of the shipped one",
     )
+    parser.add_argument(
+        "--live-seconds",
+        type=float,
+        default=None,
+        help="how long one live camera stream runs before it stops (default: 60)",
+    )
     parser.add_argument("--lime-samples", type=int, default=None, help="LIME perturbations per face")
     parser.add_argument(
         "--methods",
@@ -117,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         served = PendingModel.ready_now(_warmed_up(load_model(args.model), lime))
     else:
         served = _demo_model(lime, own=args.own_demo)
-    demo = build_demo(served, methods=methods, choices=method_names(), lime=lime)
+    live = {} if args.live_seconds is None else {"live_limit_s": args.live_seconds}
+    demo = build_demo(served, methods=methods, choices=method_names(), lime=lime, **live)
     # bench.load reads this line to size its flood: it measures the page as served.
     log.info("The queue holds %d requests waiting; more are refused.", QUEUE_MAX)
     # No allowed_paths: the page serves only its own files and Gradio's cache.

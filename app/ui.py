@@ -8,14 +8,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import gradio as gr
 import numpy as np
 
 import app.gradio_cache  # noqa: F401  (atomic output images: see its docstring)
 from app.memory import trimmed
 from app.pending import ModelNotReadyError, PendingModel
-from emotion import EmotionLensError, EmotionModel
-from emotion.errors import FaceIndexError
+from emotion import EMOTIONS, EmotionLensError, EmotionModel
+from emotion.errors import FaceIndexError, TimeLimitError
 from emotion.evaluation.shortcut_view import (
     model_report_markdown,
     no_report_text,
@@ -30,9 +31,12 @@ from emotion.photo.pipeline import add_explanations, classify, explain
 from emotion.photo.report import FaceResult, Report
 from emotion.storage.model_folder import is_shipped_demo
 from emotion.timing import Deadline
+from emotion.video.live import LiveStream
 from emotion.video.timeline import VideoLimits, analyze_video, timeline_csv, timeline_image
 
 EXAMPLES_DIR = Path(__file__).parent / "examples"
+PHOTO_TAB = "photo"
+LIVE_TAB = "live"
 TITLE = "Emotion Lens"
 # Gradio's gallery keeps a 450-px minimum height and at least 100 px per column: one row of five
 # maps then leaves half the gallery empty on a desktop and runs off the side of a phone. These
@@ -108,6 +112,55 @@ VIDEO_LANE = "video"
 # slow lane.
 FIRST_LANE = "first maps"
 EXPLAIN_LANE = "explain"
+# The live tab. Gradio keeps a stream in its lane for the whole stream, reading the newest
+# frame the browser sent each time it is free (older ones are overwritten: the latest frame
+# wins, none queue). A frame costs about 8 ms on 2 cores (`python -m bench.live`): at 10 frames
+# a second a stream takes under a tenth of one core, so 4 at once leave the photo and video
+# lanes most of the machine; a fifth visitor waits in the queue, told their place. A stream
+# stops after a minute, so a tab left open does not hold a place.
+LIVE_LANE = "live"
+LIVE_STREAMS = 4
+LIVE_EVERY_S = 0.1
+LIVE_TIME_LIMIT_S = 60
+TOP_EMOTION = "top emotion"
+
+
+def live_note(limit_s: float) -> str:
+    return (
+        "Press **Record**: each frame comes back with every face boxed, its top emotion, and the "
+        "Grad-CAM of the emotion chosen above (the last stage's, from the same forward pass) over "
+        f"the face. The stream stops after {limit_s:.0f} s; press Record again to go on. "
+        "**Explain this frame** sends the latest frame to the photo tab for Grad-CAM and LIME of "
+        "all five emotions."
+    )
+
+
+# A stream past its time: the camera's Stop pressed in the browser, so frames stop leaving
+# (Gradio's own time_limit only sends a stream back to the queue while the browser records on).
+# The mark starts the status line that says so. The webcam's button shows "stop recording" (or a
+# spinner while it waits for a place) as long as the event is open, which Gradio's time_limit,
+# set a little past ours (LIVE_LIMIT_MARGIN_S), keeps it.
+STOPPED_MARK = "⏹"
+LIVE_LIMIT_MARGIN_S = 2
+STOP_CAMERA_JS = f"""
+(status) => {{
+  if (!status || !status.startsWith("{STOPPED_MARK}")) return;
+  const camera = document.querySelector("#live-camera");
+  const record = camera && camera.querySelector("button.capture-button");
+  if (record && record.querySelector('[title="stop recording"], [title="spinner"]')) record.click();
+}}
+"""
+# Browsers give a page no camera where there is none, where it is refused, or on plain http
+# from another machine: said in a sentence instead of a dead webcam box.
+NO_CAMERA_JS = """
+async () => {
+  const devices = navigator.mediaDevices ? await navigator.mediaDevices.enumerateDevices() : null;
+  if (devices && devices.some((d) => d.kind === "videoinput")) return "";
+  return "**This browser gives the page no camera**" + (devices ? " (none was found)." :
+    " (it offers cameras only over https or on this machine's own address).") +
+    " The live view needs one; the photo and video tabs work without.";
+}
+"""
 # Gradio keeps every upload and output in its cache: delete those older than an hour, hourly.
 DELETE_CACHE = (3600, 3600)
 FAITHFULNESS_LABEL = (
@@ -295,6 +348,8 @@ def said_to_the_user(number: int | None = None) -> Iterator[None]:
         ) from err
     except ModelNotReadyError as err:  # not a fault: a wait, said as one
         raise gr.Error(str(err), title="Still preparing", print_exception=False) from err
+    except TimeLimitError as err:  # a bound of the shared page, not a fault
+        raise gr.Error(str(err), title="Time limit", print_exception=False) from err
     except EmotionLensError as err:
         raise gr.Error(str(err)) from err
 
@@ -449,19 +504,25 @@ def _video_path(upload: dict | str | None) -> str:
     return str(upload)
 
 
-def csv_download(text: str, name: str) -> Path:
-    """`text` in a file Gradio may serve (its temp folder), under a name a user can keep; files
-    left there by earlier requests are removed after DELETE_CACHE's age."""
+def served_file(kind: str, name: str) -> Path:
+    """A new path, `name`, in a folder of its own under Gradio's temp folder (files there may be
+    served), for a file of `kind`; those that earlier requests left are removed after
+    DELETE_CACHE's age."""
     import shutil
     import tempfile
     import time
 
-    folder = Path(tempfile.gettempdir()) / "emotion-lens-timelines"
+    folder = Path(tempfile.gettempdir()) / f"emotion-lens-{kind}"
     folder.mkdir(exist_ok=True)
-    for old in folder.glob("*/*.csv"):
+    for old in folder.glob("*/*"):
         if time.time() - old.stat().st_mtime > DELETE_CACHE[1]:
             shutil.rmtree(old.parent, ignore_errors=True)
-    path = Path(tempfile.mkdtemp(dir=folder)) / name
+    return Path(tempfile.mkdtemp(dir=folder)) / name
+
+
+def csv_download(text: str, name: str) -> Path:
+    """`text` in a file Gradio may serve, under a name a user can keep."""
+    path = served_file("timelines", name)
     path.write_text(text, encoding="utf-8")
     return path
 
@@ -487,6 +548,45 @@ def make_video_fn(served: PendingModel, limits: VideoLimits = VIDEO_LIMITS):
     return explain_video
 
 
+def make_live_fn(served: PendingModel, limit_s: float = LIVE_TIME_LIMIT_S):
+    """The live tab's stream event, called with each webcam frame the server is free for."""
+
+    def live_frame(frame: np.ndarray | None, emotion: str | None, stream: LiveStream | None):
+        """The frame with every face boxed, its top emotion, and the Grad-CAM of `emotion` ('top
+        emotion': each face's own) over it; the largest face's probabilities over the last
+        second; a status line (empty while the stream runs); the viewer's stream (faces
+        followed between detections, how long it has run)."""
+        stream = stream or LiveStream(limit_s=limit_s)
+        if frame is None:
+            return gr.skip(), gr.skip(), gr.skip(), stream
+        picked = None if emotion in (None, TOP_EMOTION) else emotion
+        with said_to_the_user():
+            model = served.get()
+            try:
+                result = stream.process(model, frame, picked)
+            except TimeLimitError as err:  # said in the status line, which stops the camera
+                return gr.skip(), gr.skip(), f"{STOPPED_MARK} {err}", stream
+        if result.dropped:  # a frame of the same stream is still being processed
+            return gr.skip(), gr.skip(), gr.skip(), stream
+        return result.image, result.probabilities or None, "", stream
+
+    return live_frame
+
+
+def live_snapshot(stream: LiveStream | None) -> tuple[str, Any]:
+    """The live view's latest frame saved as a photo for the photo tab, and that tab opened."""
+    if stream is None or stream.latest is None:
+        raise gr.Error("Start the live view first (Record), then press 'Explain this frame'.")
+    path = served_file("snapshots", "live-frame.png")
+    cv2.imwrite(str(path), cv2.cvtColor(stream.latest, cv2.COLOR_RGB2BGR))
+    return str(path), gr.Tabs(selected=PHOTO_TAB)
+
+
+def live_emotion_choices(served: PendingModel) -> list[str]:
+    labels = served.get().labels if served.ready else EMOTIONS
+    return [TOP_EMOTION, *labels]
+
+
 def model_report(served: PendingModel) -> tuple[str, str]:
     """The served model's shortcut report (training.shortcuts): its words and table (Markdown), its
     pictures (HTML with the PNGs inline: Gradio serves files only from the working and temp
@@ -510,12 +610,14 @@ def build_demo(
     *,
     methods: Sequence[str] | None = None,
     choices: Sequence[str] | None = None,
+    live_limit_s: float = LIVE_TIME_LIMIT_S,
     **configs: Any,
 ) -> gr.Blocks:
     """The page for `model`. Its method picker offers `choices` (None: just `methods`; `python -m
     app` offers every registered method) with `methods` ticked (None: the registry's default
     ones); one gallery per offered method, in the registry's order, shown while it is ticked.
-    `configs` are the methods' settings by name (lime=LimeConfig(...)). A `PendingModel` still
+    `configs` are the methods' settings by name (lime=LimeConfig(...)). A live stream stops after
+    `live_limit_s` seconds. A `PendingModel` still
     being prepared leaves the page usable: it says how long is left, and requests get that in an
     error until the model is ready."""
     served = model if isinstance(model, PendingModel) else PendingModel.ready_now(model)
@@ -527,73 +629,109 @@ def build_demo(
             f"# {TITLE}\nWhich emotion does the network see, and **where does it look for each one?**"
         )
         banner = gr.Markdown(banner_text(served))
-        with gr.Tab("Explain a photo"):
-            with gr.Row():
-                with gr.Column(scale=1):
-                    photo = gr.Image(
-                        type="filepath",
-                        image_mode=None,
-                        label="Photo",
-                        sources=["upload", "clipboard", "webcam"],
+        with gr.Tabs() as tabs:
+            with gr.Tab("Photo", id=PHOTO_TAB):
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        photo = gr.Image(
+                            type="filepath",
+                            image_mode=None,
+                            label="Photo",
+                            sources=["upload", "clipboard", "webcam"],
+                        )
+                        face_number = gr.Number(
+                            value=1, precision=0, minimum=1, label="Face to explain (1 = largest)"
+                        )
+                        whole = gr.Checkbox(value=False, label="Use the whole image if no face is found")
+                        picker = gr.CheckboxGroup(
+                            choices=[(e.title, e.name) for e in offered],
+                            value=[e.name for e in chosen],
+                            label="Methods",
+                        )
+                        faithful = gr.Checkbox(value=False, label=FAITHFULNESS_LABEL)
+                        run = gr.Button("Explain", variant="primary")
+                    with gr.Column(scale=1):
+                        boxed = gr.Image(label="Faces found (green: explained)", interactive=False)
+                        probs = gr.Label(
+                            num_top_classes=5, label="Emotion probabilities", elem_classes="emotion-probs"
+                        )
+                galleries = [
+                    gr.Gallery(
+                        label=gallery_label(e),
+                        columns=5,
+                        height="auto",
+                        object_fit="contain",
+                        elem_classes=["emotion-maps", "method-maps"],  # method-maps: one per method
+                        elem_id=f"maps-{e.name}",
+                        visible=e in chosen,
                     )
-                    face_number = gr.Number(
-                        value=1, precision=0, minimum=1, label="Face to explain (1 = largest)"
+                    for e in offered
+                ]
+                gr.HTML(colour_scale_html())
+                summary = gr.Markdown()
+                notes = gr.Markdown(notes_text(served, offered, configs))
+                examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*") if p.suffix in (".png", ".jpg"))
+                if examples:
+                    gr.Examples(examples=[[p] for p in examples], inputs=[photo], label="Examples")
+
+            with gr.Tab("Live", id=LIVE_TAB):
+                # Camera and annotated frame side by side on a desktop, one above the other on a
+                # phone, before the controls.
+                with gr.Row():
+                    camera = gr.Image(
+                        sources=["webcam"],
+                        streaming=True,
+                        type="numpy",
+                        label="Your camera",
+                        elem_id="live-camera",
                     )
-                    whole = gr.Checkbox(value=False, label="Use the whole image if no face is found")
-                    picker = gr.CheckboxGroup(
-                        choices=[(e.title, e.name) for e in offered],
-                        value=[e.name for e in chosen],
-                        label="Methods",
+                    live_view = gr.Image(
+                        label="What the network looks at",
+                        format="jpeg",  # a tenth of a PNG's bytes and time, ten times a second
+                        interactive=False,
+                        elem_id="live-view",
                     )
-                    faithful = gr.Checkbox(value=False, label=FAITHFULNESS_LABEL)
-                    run = gr.Button("Explain", variant="primary")
-                with gr.Column(scale=1):
-                    boxed = gr.Image(label="Faces found (green: explained)", interactive=False)
-                    probs = gr.Label(
-                        num_top_classes=5, label="Emotion probabilities", elem_classes="emotion-probs"
+                no_camera = gr.Markdown(elem_id="no-camera")
+                with gr.Row():
+                    with gr.Column():
+                        live_emotion = gr.Dropdown(
+                            choices=live_emotion_choices(served),
+                            value=TOP_EMOTION,
+                            label="Grad-CAM of",
+                            elem_id="live-emotion",
+                        )
+                        snapshot = gr.Button("Explain this frame", elem_id="live-snapshot")
+                        live_status = gr.Markdown(elem_id="live-status")
+                    live_probs = gr.Label(
+                        num_top_classes=5,
+                        label="The largest face, over the last second",
+                        elem_id="live-probs",
                     )
-            galleries = [
-                gr.Gallery(
-                    label=gallery_label(e),
+                gr.Markdown(live_note(live_limit_s))  # under both columns: after the probabilities on a phone
+
+            with gr.Tab("Video"):
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        video = gr.Video(label="Video", sources=["upload"], format=None)
+                        gr.Markdown(f"{VIDEO_LIMITS.describe()} Files up to {MAX_UPLOAD.upper()}.")
+                        run_video = gr.Button("Explain video", variant="primary")
+                    with gr.Column(scale=2):
+                        timeline_plot = gr.Image(
+                            label="Emotions over time", interactive=False, elem_classes="timeline"
+                        )
+                        video_summary = gr.Markdown()
+                key_gallery = gr.Gallery(
+                    label="Key frames: Grad-CAM of the dominant emotion where it starts, changes and peaks",
                     columns=5,
                     height="auto",
                     object_fit="contain",
-                    elem_classes=["emotion-maps", "method-maps"],  # method-maps: one per method
-                    elem_id=f"maps-{e.name}",
-                    visible=e in chosen,
+                    elem_classes=["emotion-maps", "key-frames"],
                 )
-                for e in offered
-            ]
-            gr.HTML(colour_scale_html())
-            summary = gr.Markdown()
-            notes = gr.Markdown(notes_text(served, offered, configs))
-            examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*") if p.suffix in (".png", ".jpg"))
-            if examples:
-                gr.Examples(examples=[[p] for p in examples], inputs=[photo], label="Examples")
+                timeline_file = gr.File(label="Timeline (CSV)", interactive=False)
 
-        with gr.Tab("Explain a video"):
-            with gr.Row():
-                with gr.Column(scale=1):
-                    video = gr.Video(label="Video", sources=["upload"], format=None)
-                    gr.Markdown(f"{VIDEO_LIMITS.describe()} Files up to {MAX_UPLOAD.upper()}.")
-                    run_video = gr.Button("Explain video", variant="primary")
-                with gr.Column(scale=2):
-                    timeline_plot = gr.Image(
-                        label="Emotions over time", interactive=False, elem_classes="timeline"
-                    )
-                    video_summary = gr.Markdown()
-            key_gallery = gr.Gallery(
-                label="Key frames: Grad-CAM of the dominant emotion where it starts, changes and peaks",
-                columns=5,
-                height="auto",
-                object_fit="contain",
-                elem_classes=["emotion-maps", "key-frames"],
-            )
-            timeline_file = gr.File(label="Timeline (CSV)", interactive=False)
-
-        with gr.Tab("Model report"):
-            report_text = gr.Markdown(elem_classes="model-report")
-            report_pictures = gr.HTML()
+            with gr.Tab("Model report"):
+                report_text = gr.Markdown(elem_classes="model-report")
+                report_pictures = gr.HTML()
         # Read when the page loads (and by gradio_client as /model_report): the report can be
         # written after the app started (`python -m training.shortcuts` on the served run folder).
         demo.load(
@@ -637,23 +775,37 @@ def build_demo(
         # maps (FIRST_LANE) never wait behind another visitor's LIME (EXPLAIN_LANE).
         state = gr.State(None)
         slow_galleries = [g for g, e in zip(galleries, offered, strict=True) if not e.quick]
-        run.click(
-            trimmed(make_first_maps_fn(served, offered, configs, picked=chosen)),
-            [photo, face_number, whole, picker, faithful, seen],
-            [boxed, probs, *galleries, summary, state],
-            api_name="explain_first",
-            preprocess=False,  # the photo is decoded by emotion.photo.faces.load_image (see _photo_or_error)
-            concurrency_limit=1,
-            concurrency_id=FIRST_LANE,
-        ).success(
-            trimmed(make_remaining_maps_fn(served, offered, configs)),
-            [state],
-            [*slow_galleries, summary, state],
-            show_progress_on=slow_galleries,  # over the maps to come, not the summary under them
-            api_name="explain_rest",
-            concurrency_limit=1,  # two explanations at once would only halve each one's speed
-            concurrency_id=EXPLAIN_LANE,
-        )
+        first_step = trimmed(make_first_maps_fn(served, offered, configs, picked=chosen))
+        second_step = trimmed(make_remaining_maps_fn(served, offered, configs))
+
+        def explain_steps(trigger, *, api: bool) -> None:
+            """Both steps, started by `trigger` (an event listener); `api`: named in the API."""
+            visibility = "public" if api else "private"
+            trigger(
+                first_step,
+                [photo, face_number, whole, picker, faithful, seen],
+                [boxed, probs, *galleries, summary, state],
+                api_name="explain_first",
+                api_visibility=visibility,
+                preprocess=False,  # decoded by emotion.photo.faces.load_image (see _photo_or_error)
+                concurrency_limit=1,
+                concurrency_id=FIRST_LANE,
+            ).success(
+                second_step,
+                [state],
+                [*slow_galleries, summary, state],
+                show_progress_on=slow_galleries,  # over the maps to come, not the summary under them
+                api_name="explain_rest",
+                api_visibility=visibility,
+                concurrency_limit=1,  # two explanations at once would only halve each one's speed
+                concurrency_id=EXPLAIN_LANE,
+            )
+
+        explain_steps(run.click, api=True)
+        # The live view's latest frame, explained in full on the photo tab.
+        live_state = gr.State(None)
+        taken = snapshot.click(live_snapshot, [live_state], [photo, tabs], api_visibility="private")
+        explain_steps(taken.success, api=False)
         # The whole result in one call, for gradio_client: the same work as the page's two steps.
         whole_result = gr.Button(visible=False)
         whole_result.click(
@@ -665,6 +817,19 @@ def build_demo(
             concurrency_limit=1,
             concurrency_id=EXPLAIN_LANE,
         )
+        camera.stream(
+            make_live_fn(served, live_limit_s),
+            [camera, live_emotion, live_state],
+            [live_view, live_probs, live_status, live_state],
+            api_name="live",
+            stream_every=LIVE_EVERY_S,
+            time_limit=live_limit_s + LIVE_LIMIT_MARGIN_S,
+            concurrency_limit=LIVE_STREAMS,
+            concurrency_id=LIVE_LANE,
+            show_progress="hidden",
+        )
+        live_status.change(None, [live_status], None, js=STOP_CAMERA_JS)
+        demo.load(None, None, [no_camera], js=NO_CAMERA_JS)
         run_video.click(
             trimmed(make_video_fn(served)),
             [video],

@@ -47,6 +47,18 @@ def moving_face_frames(n: int, label: str = "happy") -> list[np.ndarray]:
     ]
 
 
+def write_y4m(frames: list[np.ndarray], path: Path, fps: int) -> Path:
+    """`frames` (RGB, all one size, even sides) as a raw YUV 4:2:0 clip: the format Chromium's
+    fake camera plays (`--use-file-for-fake-video-capture`), looping."""
+    height, width = frames[0].shape[:2]
+    with open(path, "wb") as out:
+        out.write(f"YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for frame in frames:
+            out.write(b"FRAME\n")
+            out.write(cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420).tobytes())
+    return path
+
+
 def run(frames: list[np.ndarray], model_source: str | None) -> dict:
     model = load_model(model_source)
     model.warm_up(batch_sizes=(1, 128))

@@ -180,7 +180,7 @@ def test_the_page_explains_a_video_in_a_real_browser(page_url, browser, viewport
     try:
         page.goto(page_url)
         _wait_for_the_page(page)
-        video_tab = page.get_by_role("tab", name="Explain a video")
+        video_tab = page.get_by_role("tab", name="Video")
         expect(video_tab, "the video tab is hidden (behind Gradio's '...' menu?)").to_be_visible()
         video_tab.click()
         tab = page.locator("[role=tabpanel]:visible")  # the photo tab has a file input of its own

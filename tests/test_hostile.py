@@ -255,7 +255,7 @@ for _suffix, _new, _kind in [
 ]:
     PHOTO_ERRORS[f"{_suffix[1:]}_renamed_{_new[1:]}"] = (
         _renamed_clip(_suffix, _new),
-        f"clip\\{_new} is a video \\({_kind}\\), not a photo: .*'Explain a video' tab",
+        f"clip\\{_new} is a video \\({_kind}\\), not a photo: .*'Video' tab",
     )
 
 
@@ -541,7 +541,7 @@ def zero_byte_video(tmp):
     return _write(tmp / "empty.mp4", b"")
 
 
-@refused_video("photo.mp4 is an image \\(PNG\\), not a video: explain it in the 'Explain a photo' tab")
+@refused_video("photo.mp4 is an image \\(PNG\\), not a video: explain it in the 'Photo' tab")
 def png_renamed_mp4(tmp):
     return _write(tmp / "photo.mp4", _encoded(data.astronaut(), "PNG"))
 

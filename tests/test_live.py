@@ -141,3 +141,27 @@ def test_bench_live_runs_and_says_its_figures(tmp_path, capsys):
     assert "frames/s" in printed and "fe a frame" in printed and "images/s" in printed
     result = json.loads(out.read_text())
     assert result["frames_with_the_face"] == 5 and result["frames_per_s"] > 0
+
+
+def test_a_run_of_frames_stops_at_its_time_limit_and_a_pause_starts_a_new_one(model):
+    from emotion.errors import TimeLimitError
+
+    now = [0.0]
+    stream = LiveStream(limit_s=2.0, clock=lambda: now[0])
+    frame, _ = frame_with("happy")
+    for t in np.arange(0.0, 2.01, 0.5):  # frames half a second apart: one run, within its limit
+        now[0] = float(t)
+        assert stream.process(model, frame).image is not None
+    now[0] = 2.3
+    with pytest.raises(TimeLimitError, match="stopped after 2 s"):
+        stream.process(model, frame)
+    now[0] = 2.6  # frames still in flight when the limit was said belong to the same run
+    with pytest.raises(TimeLimitError):
+        stream.process(model, frame)
+    now[0] = 2.6 + stream.pause_s + 0.1  # the viewer stopped and pressed Record again
+    assert stream.process(model, frame).image is not None
+    # the control: without a limit the same frames run on
+    unlimited = LiveStream(clock=lambda: now[0])
+    for t in np.arange(0.0, 10.0, 0.5):
+        now[0] = float(t)
+        assert unlimited.process(model, frame).image is not None

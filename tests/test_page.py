@@ -89,3 +89,75 @@ def test_an_opencv_without_the_cascade_is_a_message_at_the_upload(astronaut, tmp
             ui.preview_faces({"path": str(path)})
     finally:
         faces._cascade.cache_clear()
+
+
+# The live tab's functions, with the shipped demo model, which reads drawn faces.
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    from emotion.storage.model_folder import load_model
+
+    return PendingModel.ready_now(load_model(None, precision="fp32"))
+
+
+def _live_frame(label: str) -> np.ndarray:
+    from bench.live import frame_with_face
+
+    return frame_with_face(label, 240, 150)
+
+
+def test_the_live_function_boxes_the_face_reads_it_and_keeps_the_viewers_stream(shipped):
+    live = ui.make_live_fn(shipped)
+    frame = _live_frame("angry")
+    image, probabilities, status, stream = live(frame, ui.TOP_EMOTION, None)
+    assert max(probabilities, key=probabilities.get) == "angry", probabilities
+    assert status == "" and image.shape == frame.shape and np.any(image != frame)
+    assert live(frame, "happy", stream)[3] is stream  # the same viewer's stream, faces followed
+    assert stream.processed == 2
+    # the control: no face, nothing drawn and no probabilities
+    from bench.video import noisy_backdrop
+
+    empty = noisy_backdrop(np.random.default_rng(0))
+    image, probabilities, status, _ = live(empty, ui.TOP_EMOTION, None)
+    assert probabilities is None and np.array_equal(image, empty)
+    # no frame yet: nothing changes on the page
+    assert live(None, ui.TOP_EMOTION, None)[:3] == (ui.gr.skip(),) * 3
+
+
+def test_the_live_function_stops_a_stream_at_its_time_limit_and_says_so(shipped):
+    from emotion.video.live import LiveStream
+
+    now = [0.0]
+    stream = LiveStream(limit_s=1.0, clock=lambda: now[0])
+    live = ui.make_live_fn(shipped)
+    frame = _live_frame("happy")
+    for t in (0.0, 0.5, 1.0):  # within the limit: every frame is annotated
+        now[0] = t
+        image, _, status, _ = live(frame, ui.TOP_EMOTION, stream)
+        assert status == "" and image is not ui.gr.skip()
+    now[0] = 1.4
+    image, probabilities, status, _ = live(frame, ui.TOP_EMOTION, stream)
+    assert status.startswith(ui.STOPPED_MARK) and "stopped after 1 s" in status and "Record" in status
+    assert image == ui.gr.skip() and probabilities == ui.gr.skip() and stream.processed == 3
+    now[0] = 3.0  # the viewer pressed Record again after a pause: a new run
+    assert live(frame, ui.TOP_EMOTION, stream)[2] == ""
+
+
+def test_explain_this_frame_hands_the_latest_frame_to_the_photo_tab(shipped):
+    from emotion.video.live import LiveStream
+
+    with pytest.raises(ui.gr.Error, match="Start the live view first"):
+        ui.live_snapshot(None)
+    with pytest.raises(ui.gr.Error, match="Start the live view first"):
+        ui.live_snapshot(LiveStream())  # started, but no frame came yet
+    stream = LiveStream()
+    frame = _live_frame("surprised")
+    ui.make_live_fn(shipped)(frame, ui.TOP_EMOTION, stream)
+    path, tabs = ui.live_snapshot(stream)
+    np.testing.assert_array_equal(np.asarray(Image.open(path).convert("RGB")), frame)
+    assert tabs.selected == ui.PHOTO_TAB
+
+
+def test_the_live_emotion_picker_offers_the_top_one_then_the_models_labels(shipped):
+    assert ui.live_emotion_choices(shipped) == [ui.TOP_EMOTION, *shipped.get().labels]

@@ -98,7 +98,7 @@ def _open_path(path: Path) -> Image.Image:
         video = video_container(data)
         if video:
             raise ImageError(
-                f"{path.name} is a video ({video}), not a photo: analyse it in the 'Explain a video' tab "
+                f"{path.name} is a video ({video}), not a photo: analyse it in the 'Video' tab "
                 "(or with `python -m emotion video`)."
             ) from err
         raise ImageError(

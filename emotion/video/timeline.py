@@ -167,7 +167,7 @@ def probe_video(path: str | Path, limits: VideoLimits = VideoLimits()) -> VideoI
     kind = _image_kind(path)
     if kind:
         raise VideoError(
-            f"{path.name} is an image ({kind}), not a video: explain it in the 'Explain a photo' tab."
+            f"{path.name} is an image ({kind}), not a video: explain it in the 'Photo' tab."
         )
     capture = cv2.VideoCapture(str(path))
     try:
