@@ -103,3 +103,20 @@ def test_draw_boxes_returns_a_copy(astronaut):
     boxes = detect_faces(astronaut)
     out = draw_boxes(astronaut, boxes)
     assert out.shape == astronaut.shape and not np.array_equal(out, astronaut)
+
+
+def test_faces_are_found_from_several_threads_at_once(astronaut):
+    # The page detects in several threads at once (live streams, uploads, the photo and video
+    # lanes), on photos of other sizes: each call gets the boxes a lone call gets, and none
+    # crashes OpenCV.
+    from concurrent.futures import ThreadPoolExecutor
+
+    import cv2
+
+    from emotion.video.frames import VIDEO_DETECT
+
+    jobs = [(astronaut, None), (cv2.resize(astronaut, (900, 900)), VIDEO_DETECT), (astronaut[::2, ::2], None)]
+    alone = [detect_faces(photo, config) for photo, config in jobs]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        found = list(pool.map(lambda k: detect_faces(*jobs[k % 3]), range(150)))
+    assert all(boxes == alone[k % 3] for k, boxes in enumerate(found))

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -178,8 +178,20 @@ def has_haar_cascade() -> bool:
     return hasattr(cv2, "CascadeClassifier")
 
 
-@lru_cache(maxsize=1)
+# One cascade per thread: detectMultiScale keeps its working state in the classifier, and a
+# call from another thread at the same time corrupts it (OpenCV asserts in getScaleData). The
+# page detects in several threads at once: live streams, uploads, photo and video lanes.
+_per_thread = threading.local()
+
+
 def _cascade() -> cv2.CascadeClassifier:
+    """This thread's cascade, loaded on its first call."""
+    if not hasattr(_per_thread, "cascade"):
+        _per_thread.cascade = _load_cascade()
+    return _per_thread.cascade
+
+
+def _load_cascade() -> cv2.CascadeClassifier:
     if not has_haar_cascade():
         raise DetectorUnavailableError(
             f"OpenCV {cv2.__version__} has no CascadeClassifier (OpenCV 5 removed it), so it cannot "

@@ -166,9 +166,7 @@ def probe_video(path: str | Path, limits: VideoLimits = VideoLimits()) -> VideoI
         raise VideoError(f"{path.name} is empty (0 bytes): upload the video again.")
     kind = _image_kind(path)
     if kind:
-        raise VideoError(
-            f"{path.name} is an image ({kind}), not a video: explain it in the 'Photo' tab."
-        )
+        raise VideoError(f"{path.name} is an image ({kind}), not a video: explain it in the 'Photo' tab.")
     capture = cv2.VideoCapture(str(path))
     try:
         if not capture.isOpened():
