@@ -114,12 +114,13 @@ FIRST_LANE = "first maps"
 EXPLAIN_LANE = "explain"
 # The live tab. Gradio keeps a stream in its lane for the whole stream, reading the newest
 # frame the browser sent each time it is free (older ones are overwritten: the latest frame
-# wins, none queue). A frame costs about 8 ms on 2 cores (`python -m bench.live`): at 10 frames
-# a second a stream takes under a tenth of one core, so 4 at once leave the photo and video
-# lanes most of the machine; a fifth visitor waits in the queue, told their place. A stream
-# stops after a minute, so a tab left open does not hold a place.
+# wins, none queue). A frame costs about 8 ms on 2 cores (`python -m bench.live`), but beside
+# them photo and video requests slow with the frames a second of all streams together (`python
+# -m bench.live_beside`: 1.26× with 2 streams of 10 frames a second, 1.7× with 4): 2 streams at
+# once; a third visitor waits in the queue (the camera button says so). A stream stops after a
+# minute, so a tab left open does not hold a place.
 LIVE_LANE = "live"
-LIVE_STREAMS = 4
+LIVE_STREAMS = 2
 LIVE_EVERY_S = 0.1
 LIVE_TIME_LIMIT_S = 60
 TOP_EMOTION = "top emotion"

@@ -165,3 +165,17 @@ def test_a_run_of_frames_stops_at_its_time_limit_and_a_pause_starts_a_new_one(mo
     for t in np.arange(0.0, 10.0, 0.5):
         now[0] = float(t)
         assert unlimited.process(model, frame).image is not None
+
+
+@pytest.mark.slow
+def test_bench_live_beside_times_photo_and_video_with_and_without_streams(tmp_path, capsys):
+    from bench.live_beside import main
+
+    out = tmp_path / "beside.json"
+    assert main(["--streams", "1", "--repeats", "1", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "× alone" in printed and "images/s" in printed
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["streams"] for row in rows] == [0, 1, 0]
+    assert rows[1]["live_frames_per_s"] > 5  # the stream flowed while the requests were timed
+    assert all(row["photo"] > 0 and row["video"] > 0 for row in rows)
