@@ -561,12 +561,13 @@ def make_live_fn(served: PendingModel, limit_s: float = LIVE_TIME_LIMIT_S):
         if frame is None:
             return gr.skip(), gr.skip(), gr.skip(), stream
         picked = None if emotion in (None, TOP_EMOTION) else emotion
-        with said_to_the_user():
-            model = served.get()
-            try:
-                result = stream.process(model, frame, picked)
-            except TimeLimitError as err:  # said in the status line, which stops the camera
-                return gr.skip(), gr.skip(), f"{STOPPED_MARK} {err}", stream
+        try:
+            result = stream.process(served.get(), frame, picked)
+        except EmotionLensError as err:
+            # Said once, in the status line, which stops the camera: a raised error would come
+            # back with every frame the browser goes on sending (its time limit, a model still
+            # being prepared, an OpenCV that cannot find faces).
+            return gr.skip(), gr.skip(), f"{STOPPED_MARK} {err}", stream
         if result.dropped:  # a frame of the same stream is still being processed
             return gr.skip(), gr.skip(), gr.skip(), stream
         return result.image, result.probabilities or None, "", stream

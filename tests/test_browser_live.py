@@ -166,6 +166,38 @@ def test_the_live_tab_follows_a_face_from_happy_to_angry_with_its_map(live_url, 
             browser.close()
 
 
+def test_a_third_viewer_waits_for_a_place_and_gets_it_when_a_stream_stops(live_url, camera_clip):
+    # The page serves 2 streams at once (app.ui.LIVE_STREAMS); a third waits in the queue.
+    from playwright.sync_api import expect, sync_playwright
+
+    from app.ui import LIVE_STREAMS
+
+    fake_camera = [
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={camera_clip}",
+    ]
+    with sync_playwright() as playwright:
+        browser = _chromium(playwright, *fake_camera)
+        try:
+            pages = [browser.new_context().new_page() for _ in range(LIVE_STREAMS + 1)]
+            for page in pages:
+                _open_live_tab(page, live_url)
+                page.get_by_text("Click to Access Webcam").click()
+            for page in pages:
+                page.locator("#live-camera button.capture-button").click()  # Record
+                page.wait_for_timeout(300)
+            *served, third = pages
+            for page in served:
+                expect(page.locator("#live-view img")).to_be_visible(timeout=30_000)
+            expect(third.locator("#live-camera .capture-button")).to_contain_text("Waiting")
+            assert third.locator("#live-view img").count() == 0
+            # once the first streams stop at their time limit, the third is served
+            expect(third.locator("#live-view img")).to_be_visible(timeout=(LIMIT_S + 20) * 1000)
+        finally:
+            browser.close()
+
+
 def test_without_a_camera_the_live_tab_says_so(live_url):
     from playwright.sync_api import expect, sync_playwright
 

@@ -161,3 +161,12 @@ def test_explain_this_frame_hands_the_latest_frame_to_the_photo_tab(shipped):
 
 def test_the_live_emotion_picker_offers_the_top_one_then_the_models_labels(shipped):
     assert ui.live_emotion_choices(shipped) == [ui.TOP_EMOTION, *shipped.get().labels]
+
+
+def test_a_live_stream_before_the_model_is_ready_is_stopped_with_the_time_left(shipped):
+    # An error raised would come back with every frame the browser sends: it is said once in the
+    # status line (which stops the camera), as the time limit is.
+    waiting = PendingModel(shipped.get, expected_s=240, what="The synthetic demo model")
+    image, probabilities, status, _ = ui.make_live_fn(waiting)(_live_frame("happy"), ui.TOP_EMOTION, None)
+    assert status.startswith(ui.STOPPED_MARK) and "The synthetic demo model" in status, status
+    assert image == ui.gr.skip() and probabilities == ui.gr.skip()
