@@ -179,3 +179,19 @@ def test_bench_live_beside_times_photo_and_video_with_and_without_streams(tmp_pa
     assert [row["streams"] for row in rows] == [0, 1, 0]
     assert rows[1]["live_frames_per_s"] > 5  # the stream flowed while the requests were timed
     assert all(row["photo"] > 0 and row["video"] > 0 for row in rows)
+
+
+def test_the_caption_names_the_maps_emotion_where_it_is_not_the_top_one(model):
+    frame, square = frame_with("happy")
+    stream = LiveStream()
+    result = stream.process(model, frame)  # the top emotion's map: the caption is "happy 97%"
+    box = result.boxes[0]
+    other = stream.process(model, frame, emotion="angry").image  # "happy 97% (map: angry 1%)"
+    caption_rows = slice(max(0, box.y - 24), box.y - 2)
+
+    def caption_right_end(image):
+        drawn = np.any(image[caption_rows] != frame[caption_rows], axis=2)
+        drawn[:, square.x : square.x + square.w] = False  # the map's square, not the text, is there
+        return np.nonzero(drawn.any(axis=0))[0].max(initial=square.x + square.w)
+
+    assert caption_right_end(other) > caption_right_end(result.image) + 60

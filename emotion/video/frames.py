@@ -133,7 +133,8 @@ def annotate_frame(
     frame: np.ndarray, faces: FrameFaces, labels: tuple[str, ...], *, emotion: str | None = None
 ) -> np.ndarray:
     """A copy of the frame with each face's top emotion, its box, and the Grad-CAM of `emotion`
-    (None: that face's top emotion) blended over the square the face was cut from."""
+    (None: that face's top emotion) blended over the square the face was cut from; where the map
+    is another emotion's than the top one, the caption names it too ("angry 90% (map: sad 2%)")."""
     if emotion is not None and emotion not in labels:
         raise ValueError(f"Unknown emotion {emotion!r}: the model's are {', '.join(labels)}.")
     out = frame.copy()
@@ -151,6 +152,8 @@ def annotate_frame(
             out[y0:y1, x0:x1] = blend(out[y0:y1, x0:x1], heat, alpha=0.35)
         cv2.rectangle(out, (box.x, box.y), (box.x + box.w, box.y + box.h), (40, 200, 60), 2)
         text = caption(labels[top], probs[top])
+        if shown != top:
+            text = f"{text} (map: {caption(labels[shown], probs[shown])})"
         cv2.putText(out, text, (box.x, max(14, box.y - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (40, 200, 60), 2)
     return out
 
