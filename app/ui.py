@@ -151,8 +151,8 @@ STOP_CAMERA_JS = f"""
   if (record && record.querySelector('[title="stop recording"], [title="spinner"]')) record.click();
 }}
 """
-# Browsers give a page no camera where there is none, where it is refused, or on plain http
-# from another machine: said in a sentence instead of a dead webcam box.
+# Browsers give a page no camera where there is none, or on plain http from another machine
+# (no navigator.mediaDevices at all): said in a sentence instead of a dead webcam box.
 NO_CAMERA_JS = """
 async () => {
   const devices = navigator.mediaDevices ? await navigator.mediaDevices.enumerateDevices() : null;
