@@ -2,7 +2,8 @@
 drawn face, happy for 3 s, then angry for 3 s, looping) against the app serving the shipped demo
 model, which reads drawn faces. Annotated frames arrive, the top emotion follows the face from
 happy to angry, the stream stops itself at its time limit, the snapshot is explained on the photo
-tab, and a browser without a camera is told so. The median round trip (a frame leaving the
+tab, a third viewer waits for a place while two stream, and a browser without a camera is told
+so. The median round trip (a frame leaving the
 browser to its annotated frame decoded on the page) is printed; screenshots at 1280×800 and
 390 px go to `test-artifacts/`."""
 
