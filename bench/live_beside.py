@@ -28,7 +28,7 @@ import numpy as np
 from bench import emit
 from bench.explain import model_throughput
 from bench.live import moving_face_frames
-from bench.video import FRAME_SIZE, synthetic_stream
+from bench.video import synthetic_stream, write_clip
 from emotion.cli import command
 from emotion.photo.faces import load_image
 from emotion.photo.pipeline import explain
@@ -83,15 +83,6 @@ class Viewers:
             t.join()
 
 
-def _write_clip(folder: Path) -> Path:
-    path = folder / "drifting-faces.mp4"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), CLIP_FPS, FRAME_SIZE)
-    for frame in synthetic_stream(CLIP_FRAMES).frames:
-        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    writer.release()
-    return path
-
-
 def _timed(fn, repeats: int) -> float:
     seconds = []
     for _ in range(repeats):
@@ -106,7 +97,9 @@ def run(streams: list[int], repeats: int, every_s: float, model_source: str | No
     model.warm_up(batch_sizes=(1, 128))
     photo = load_image(ASTRONAUT)
     with tempfile.TemporaryDirectory() as folder:
-        clip = _write_clip(Path(folder))
+        clip = write_clip(
+            Path(folder) / "drifting-faces.mp4", synthetic_stream(CLIP_FRAMES).frames, CLIP_FPS, "mp4v"
+        )
         jobs = {
             "photo": lambda: explain(model, photo, ["gradcam", "lime"]),
             "video": lambda: analyze_video(model, clip, VideoLimits()),

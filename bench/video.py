@@ -99,6 +99,21 @@ def synthetic_stream(n: int, seed: int = 5) -> Stream:
     return Stream(frames, faces)
 
 
+def write_clip(path: Path, frames: list[np.ndarray], fps: float = 10.0, fourcc: str = "MJPG") -> Path:
+    """RGB `frames` as a video at `path` (Motion-JPEG by default: every OpenCV build writes and
+    reads it); RuntimeError where this OpenCV cannot write that codec."""
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
+    if not writer.isOpened():
+        raise RuntimeError(
+            f"This OpenCV cannot write {fourcc} into {path.suffix} files: pick another fourcc."
+        )
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
 def noisy_backdrop(rng: np.random.Generator) -> np.ndarray:
     """A FRAME_SIZE H×W×3 uint8 frame: a left-to-right grey ramp with noise, no face in it."""
     width, height = FRAME_SIZE

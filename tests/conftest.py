@@ -119,18 +119,6 @@ def wait_for_port(
     pytest.fail(f"{name} did not start within {timeout:.0f} s:\n{log.read_text()}")
 
 
-def write_clip(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:
-    """RGB `frames` as a video at `path` (Motion-JPEG: every OpenCV build writes and reads it)."""
-    import cv2
-
-    height, width = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
-    for frame in frames:
-        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    writer.release()
-    return path
-
-
 def method_galleries(demo) -> list:
     """The photo tab's galleries, one per method (the video tab's key frames are another gallery)."""
     import gradio as gr

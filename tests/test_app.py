@@ -13,11 +13,12 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
+from bench.video import write_clip
 from emotion import EMOTIONS
 from emotion.explainers.registry import default_methods, get_explainer, method_names, title_of
 from emotion.storage.model_folder import DEMO_MODEL_NAME, SHIPPED_DEMO_DIR
 
-from .conftest import ROOT, method_galleries, running, served_untrained_app, write_clip
+from .conftest import ROOT, method_galleries, running, served_untrained_app
 
 pytestmark = pytest.mark.slow
 

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
+from bench.video import write_clip
 from tests.conftest import ROOT, free_port
 
 TIMEOUT_S = 180  # far above a failing start; a command that trains instead fails here, not hangs
@@ -28,11 +29,7 @@ def places(tmp_path_factory, untrained_folder) -> dict[str, Path]:
     """Paths the cases combine: missing ones, a real model and video, a plain file, an empty folder."""
     root = tmp_path_factory.mktemp("cli")
     video = root / "clip.avi"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (160, 120))
-    assert writer.isOpened(), "OpenCV cannot write MJPG .avi here: the test needs a VideoWriter backend."
-    for i in range(3):
-        writer.write(np.full((120, 160, 3), 40 * i, np.uint8))
-    writer.release()
+    write_clip(video, [np.full((120, 160, 3), 40 * i, np.uint8) for i in range(3)], fps=10)
     plain_file = root / "notes.txt"
     plain_file.write_text("not a folder\n")
     (root / "empty").mkdir()

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bench.video import write_clip
 from emotion.labels import EMOTIONS
 from emotion.photo.faces import Box, crop_face
 from emotion.video.frames import read_frames
@@ -67,14 +68,6 @@ def _scene(rng: np.random.Generator, first_id: int, n_faces: int) -> tuple[np.nd
     return frame, planted
 
 
-def _write_video(path: Path, frames: list[np.ndarray]) -> None:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (W, H))
-    assert writer.isOpened(), "OpenCV cannot write MJPG .avi here: the test needs a VideoWriter backend."
-    for rgb in frames:
-        writer.write(np.ascontiguousarray(rgb[:, :, ::-1]))
-    writer.release()
-
-
 def make_video(path: Path, seed: int, scenes: int, repeat: int) -> list[list[Planted]]:
     """A clip of `scenes` scenes, each frame shown `repeat` times (identical frames), with a
     faceless frame after every other scene and a blurred scene at the end. Returns the planted
@@ -92,7 +85,7 @@ def make_video(path: Path, seed: int, scenes: int, repeat: int) -> list[list[Pla
     blurred, _ = _scene(rng, next_id, 2)  # two faces: the cascade misses some blurred ones
     frames += [cv2.GaussianBlur(blurred, (0, 0), 3.0)] * 2
     truth += [[], []]
-    _write_video(path, frames)
+    write_clip(path, frames, fps=FPS)
     return truth
 
 

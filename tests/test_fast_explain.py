@@ -321,17 +321,12 @@ def test_bench_video_counts_only_boxes_on_planted_faces_as_found():
 
 
 def test_video_command_writes_every_frame_annotated(demo_folder, tmp_path):
-    import cv2
 
-    from bench.video import synthetic_stream
+    from bench.video import synthetic_stream, write_clip
     from emotion.__main__ import main
     from emotion.video.frames import read_frames
 
-    source = tmp_path / "clip.avi"
-    writer = cv2.VideoWriter(str(source), cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 480))
-    for frame in synthetic_stream(6).frames:
-        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    writer.release()
+    source = write_clip(tmp_path / "clip.avi", synthetic_stream(6).frames, fps=10)
     out = tmp_path / "annotated.avi"
     assert main(["video", str(source), "--out", str(out), "--model", str(demo_folder)]) == 0
     frames = list(read_frames(out))

@@ -23,6 +23,7 @@ from hypothesis.extra import numpy as hnp
 from PIL import Image
 from skimage import data
 
+from bench.video import write_clip
 from emotion.errors import EmotionLensError, ImageError, VideoError
 from emotion.photo.faces import load_image
 from emotion.video.timeline import Timeline, VideoInfo, VideoLimits, analyze_video, probe_video
@@ -67,13 +68,7 @@ def _clip(
             else np.full((h, w, 3), (40 + 20 * i) % 256, np.uint8)
             for i in range(frames)
         ]
-    h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*FOURCC[path.suffix]), fps, (w, h))
-    assert writer.isOpened(), path
-    for frame in frames:
-        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    writer.release()
-    return path
+    return write_clip(path, frames, fps, FOURCC[path.suffix])
 
 
 def _cut(path: Path, share: float, name: str) -> Path:

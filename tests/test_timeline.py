@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
+from bench.video import write_clip
 from emotion.errors import VideoError
 from emotion.photo.faces import Box
 from emotion.video.identity import FaceTracker
@@ -25,8 +26,6 @@ from emotion.video.timeline import (
     timeline_csv,
     timeline_image,
 )
-
-from .conftest import write_clip
 
 LABELS = ("happy", "sad", "neutral", "angry", "surprised")
 
